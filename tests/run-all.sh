@@ -1,0 +1,69 @@
+#!/bin/sh
+# Runs every test kube-ipvs has, as CI does, and ends with "N passed, N failed".
+#
+#   tests/run-all.sh            install missing packages, build, then run: style checks, unit
+#                               tests, unit tests under ASan+UBSan, kernel tests in the guest VM
+#
+# Must run as root on Debian 12 (it installs packages and boots QEMU guests). Build trees go
+# to build/ and build-asan/; the guest kernel is cached in /var/cache/kube-ipvs-vm.
+set -u
+cd "$(dirname "$0")/.."
+root=$(pwd)
+jobs=$(nproc)
+results=""
+logs="$root/build/ci-logs"
+
+step() { printf '\n=== %s ===\n' "$*"; }
+record() { results="$results $1=$2"; }
+
+step "dependencies"
+tests/install-deps.sh || { echo "cannot install dependencies"; echo "0 passed, 1 failed"; exit 1; }
+
+configure() {  # dir, options...
+    dir=$1
+    shift
+    if [ -f "$dir/build.ninja" ]; then
+        meson configure "$dir" "$@" >/dev/null
+    else
+        meson setup "$dir" "$@" >/dev/null
+    fi
+}
+
+step "build (werror)"
+if configure build -Dwerror=true && ninja -C build -j "$jobs"; then
+    record build pass
+else
+    record build fail
+    echo "build failed; nothing else can run"
+    python3 tests/summarize.py $results
+    exit 1
+fi
+mkdir -p "$logs"
+
+step "format check"
+if tests/check-style.sh format; then record clang-format pass; else record clang-format fail; fi
+step "clang-tidy"
+if tests/check-style.sh tidy build; then record clang-tidy pass; else record clang-tidy fail; fi
+
+step "unit tests"
+meson test -C build --suite unit --print-errorlogs --num-processes "$jobs"
+cp build/meson-logs/testlog.json "$logs/unit.json"
+
+step "unit tests under ASan+UBSan"
+if configure build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
+        -Dkernel_tests=false --buildtype=debug &&
+    ninja -C build-asan -j "$jobs"; then
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        meson test -C build-asan --suite unit --print-errorlogs --num-processes "$jobs"
+    cp build-asan/meson-logs/testlog.json "$logs/unit-asan.json"
+else
+    record asan-build fail
+fi
+
+step "kernel tests in the guest VM"
+meson test -C build --suite kernel --print-errorlogs
+cp build/meson-logs/testlog.json "$logs/kernel.json"
+
+step "summary"
+# shellcheck disable=SC2086
+python3 tests/summarize.py "$logs/unit.json" "$logs/unit-asan.json" "$logs/kernel.json" $results

@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Counts every test case of a CI run and prints the closing line "N passed, N failed".
+
+Inputs are meson testlog.json files (TAP tests count one per "ok"/"not ok" line; other tests
+count one each) and extra results given as NAME=pass|fail (style checks and the like).
+Exits 1 if anything failed or nothing ran.
+"""
+import json
+import re
+import sys
+
+TAP = re.compile(r"^(not ok|ok)\b\s*\d*\s*-?\s*(.*)$")
+
+
+def main(argv):
+    passed = failed = 0
+    failures = []
+    for arg in argv:
+        if arg.endswith(".json"):
+            try:
+                lines = open(arg).read().splitlines()
+            except FileNotFoundError:
+                failures.append(f"{arg}: missing (that step did not run)")
+                failed += 1
+                continue
+            for raw in lines:
+                t = json.loads(raw)
+                cases = [TAP.match(l) for l in (t.get("stdout") or "").splitlines()]
+                cases = [m for m in cases if m]
+                ok_result = t["result"] in ("OK", "EXPECTEDFAIL", "SKIP")
+                if not cases:
+                    if ok_result:
+                        passed += 1
+                    else:
+                        failed += 1
+                        failures.append(f"{t['name']}: {t['result']}")
+                    continue
+                for m in cases:
+                    if m.group(1) == "ok":
+                        passed += 1
+                    else:
+                        failed += 1
+                        failures.append(f"{t['name']}: {m.group(2)}")
+                # A binary that crashed or timed out after its last "ok" line.
+                if not ok_result and all(m.group(1) == "ok" for m in cases):
+                    failed += 1
+                    failures.append(f"{t['name']}: {t['result']} after {len(cases)} test cases")
+        else:
+            name, _, status = arg.rpartition("=")
+            if status == "pass":
+                passed += 1
+            else:
+                failed += 1
+                failures.append(f"{name}: failed")
+    for f in failures:
+        print(f"FAILED: {f}")
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 and passed > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
