@@ -6,10 +6,10 @@ set -eu
 cd "$(dirname "$0")/.."
 tests/install-deps.sh
 [ -f build/build.ninja ] || meson setup build >/dev/null
-ninja -C build tests/kernel-smoke kube-ipvs >/dev/null
+ninja -C build tests/kernel/kernel-smoke kube-ipvs >/dev/null
 exec python3 tests/vm/guest.py run --timeout 300 -- sh -c '
     set -e
     echo "# guest kernel $(uname -r)"
-    build/tests/kernel-smoke -r tapcases
+    build/tests/kernel/kernel-smoke -r tapcases
     echo "# ipvsadm -Ln"; ipvsadm -Ln
     echo "# ip -br link"; ip -br link'

@@ -1,0 +1,148 @@
+// The API objects a proxy reads, decoded and validated, with only the fields it needs
+// (kubernetes-api.md §7, kube-proxy-ipvs.md §2).
+//
+// Values here are already valid: addresses parsed, ports in range, protocols known. Decoding
+// (k8s-client/decode.h) drops or rejects what is not, and says which object and field.
+// Memory counts: 44,000 Services with 10 endpoints each must fit in a few tens of MiB, so
+// node and zone names are interned (one copy per distinct name) and endpoints are 40 bytes.
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ipvs/net.h"
+#include "ipvs/types.h"
+
+namespace kipvs::k8s {
+
+// An interned string: equal contents give the same pointer, so comparing names is comparing
+// pointers. Null means "unset". Interning happens on the client's thread only; the table
+// lives for the process and holds one copy per distinct node or zone name.
+class Name {
+  public:
+    Name() = default;
+    static Name intern(std::string_view s);
+    bool empty() const { return p_ == nullptr; }
+    std::string_view view() const { return p_ ? std::string_view(*p_) : std::string_view(); }
+    friend bool operator==(Name a, Name b) { return a.p_ == b.p_; }
+    friend auto operator<=>(Name a, Name b) { return a.view() <=> b.view(); }
+
+  private:
+    explicit Name(const std::string* p) : p_(p) {}
+    const std::string* p_ = nullptr;
+};
+
+// namespace/name of a namespaced object; for the Node, namespace is empty.
+struct ObjectKey {
+    std::string ns;
+    std::string name;
+    std::string toString() const { return ns.empty() ? name : ns + "/" + name; }
+    friend auto operator<=>(const ObjectKey&, const ObjectKey&) = default;
+    friend bool operator==(const ObjectKey&, const ObjectKey&) = default;
+};
+
+enum class ServiceType : std::uint8_t { ClusterIP, NodePort, LoadBalancer, ExternalName };
+enum class TrafficPolicy : std::uint8_t { Cluster, Local };
+
+struct ServicePort {
+    std::string name;  // "" for the single unnamed port
+    ipvs::Protocol protocol = ipvs::Protocol::TCP;
+    std::uint16_t port = 0;      // 1..65535
+    std::uint16_t nodePort = 0;  // 0 = none
+    friend bool operator==(const ServicePort&, const ServicePort&) = default;
+};
+
+struct LoadBalancerIngress {
+    net::IpAddress ip;
+    bool proxyMode = false;  // ipMode: Proxy (do not capture this IP locally)
+    friend bool operator==(const LoadBalancerIngress&, const LoadBalancerIngress&) = default;
+};
+
+struct Service {
+    ObjectKey key;
+    ServiceType type = ServiceType::ClusterIP;
+    // spec.clusterIPs (or spec.clusterIP when clusterIPs is empty); empty when the Service has
+    // none yet. headless = clusterIP "None".
+    std::vector<net::IpAddress> clusterIPs;
+    bool headless = false;
+    std::vector<ServicePort> ports;
+    std::vector<net::IpAddress> externalIPs;
+    std::vector<net::Cidr> loadBalancerSourceRanges;
+    std::vector<LoadBalancerIngress> loadBalancerIngress;  // ingress entries that have an IP
+    TrafficPolicy externalTrafficPolicy = TrafficPolicy::Cluster;
+    TrafficPolicy internalTrafficPolicy = TrafficPolicy::Cluster;
+    std::uint16_t healthCheckNodePort = 0;
+    bool sessionAffinityClientIP = false;
+    std::uint32_t sessionAffinityTimeout = 10800;  // seconds, with ClientIP
+    // Label service.kubernetes.io/service-proxy-name is set: another proxy owns this Service.
+    bool otherProxy = false;
+    friend bool operator==(const Service&, const Service&) = default;
+};
+
+enum class AddressType : std::uint8_t { IPv4, IPv6, FQDN };
+
+struct EndpointPort {
+    std::string name;  // "" is a valid name; a port whose name is null is dropped in decoding
+    ipvs::Protocol protocol = ipvs::Protocol::TCP;
+    std::uint16_t port = 0;  // 1..65535; a null or 0 port is dropped in decoding
+    friend bool operator==(const EndpointPort&, const EndpointPort&) = default;
+};
+
+// hints.forZones / hints.forNodes, interned as a unit because endpoints of one slice usually
+// share them.
+struct Hints {
+    std::vector<Name> forZones;
+    std::vector<Name> forNodes;
+    friend bool operator==(const Hints&, const Hints&) = default;
+};
+
+struct Endpoint {
+    net::IpAddress address;    // addresses[0]
+    bool ready = true;         // conditions.ready: null means true
+    bool serving = true;       // conditions.serving: null means true
+    bool terminating = false;  // conditions.terminating: null means false
+    Name nodeName;
+    // Null when the endpoint has no hints; else an interned, never-freed Hints.
+    const Hints* hints = nullptr;
+    friend bool operator==(const Endpoint&, const Endpoint&) = default;
+};
+
+struct EndpointSlice {
+    ObjectKey key;
+    std::string serviceName;  // label kubernetes.io/service-name; slices without it are dropped
+    AddressType addressType = AddressType::IPv4;
+    std::vector<EndpointPort> ports;
+    std::vector<Endpoint> endpoints;
+    // Annotation endpoints.kubernetes.io/last-change-trigger-time, as Unix nanoseconds.
+    std::optional<std::int64_t> triggerTimeNs;
+    ObjectKey serviceKey() const { return {key.ns, serviceName}; }
+    friend bool operator==(const EndpointSlice&, const EndpointSlice&) = default;
+};
+
+// Interns a Hints value (same contents, same pointer).
+const Hints* internHints(Hints h);
+
+enum class NodeAddressType : std::uint8_t { InternalIP, ExternalIP };
+
+struct NodeAddress {
+    NodeAddressType type = NodeAddressType::InternalIP;
+    net::IpAddress address;
+    friend bool operator==(const NodeAddress&, const NodeAddress&) = default;
+};
+
+struct Node {
+    std::string name;
+    std::string zone;  // label topology.kubernetes.io/zone
+    // status.addresses of type InternalIP / ExternalIP, in their order (others are ignored).
+    std::vector<NodeAddress> addresses;
+    std::vector<net::Cidr> podCIDRs;
+    bool deleting = false;                 // metadata.deletionTimestamp is set
+    bool toBeDeletedByAutoscaler = false;  // taint ToBeDeletedByClusterAutoscaler
+    friend bool operator==(const Node&, const Node&) = default;
+};
+
+}  // namespace kipvs::k8s
