@@ -1,0 +1,37 @@
+// The real Transport: HTTP/1.1 with keep-alive over TCP (http://) or TLS via OpenSSL
+// (https://), on Beast. Every step has a deadline: connect, TLS handshake, write, response
+// headers, and each read of the body (the body deadline is an idle deadline).
+//
+// TLS verifies the server against the configured CA (or the system roots) and checks the
+// name: tls-server-name if set, else the URL's host, as a DNS name or as an IP SAN. SNI is
+// sent for DNS names. Verification is off only with insecure-skip-tls-verify.
+#pragma once
+
+#include <chrono>
+#include <memory>
+
+#include "ipvs/error.h"
+#include "k8s-client/config.h"
+#include "k8s-client/transport.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace kipvs::k8s {
+
+struct TransportOptions {
+    Duration connectTimeout = std::chrono::seconds(10);
+    Duration handshakeTimeout = std::chrono::seconds(10);
+    Duration writeTimeout = std::chrono::seconds(10);
+    // Idle keep-alive connections kept for reuse.
+    std::size_t maxIdleConnections = 4;
+};
+
+// Fails when the TLS material does not load (the message names its source, e.g.
+// "kubeconfig /k.yaml: users[0].user.client-key-data: not a PEM private key: ...").
+Result<std::shared_ptr<Transport>> makeHttpTransport(boost::asio::io_context& ioc,
+                                                     const ClientConfig& config,
+                                                     const TransportOptions& options = {});
+
+}  // namespace kipvs::k8s

@@ -1,0 +1,660 @@
+#include "k8s-client/reflector.h"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <optional>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "k8s-client/framing.h"
+#include "k8s-client/list_parser.h"
+
+namespace kipvs::k8s {
+
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::string_view kInitialEventsEnd = "k8s.io/initial-events-end";
+
+std::string_view stringAt(const json::object& o, std::string_view k) {
+    const auto* v = o.if_contains(k);
+    return (v != nullptr && v->is_string()) ? std::string_view(v->get_string())
+                                            : std::string_view();
+}
+
+const json::object* objectAt(const json::object& o, std::string_view k) {
+    const auto* v = o.if_contains(k);
+    return (v != nullptr && v->is_object()) ? &v->get_object() : nullptr;
+}
+
+std::string metaResourceVersion(const json::object& obj) {
+    const auto* meta = objectAt(obj, "metadata");
+    return meta != nullptr ? std::string(stringAt(*meta, "resourceVersion")) : std::string();
+}
+
+// "ns/name" (or "name" for cluster-scoped objects): the map key of delivered objects.
+std::string keyString(const ObjectKey& k) {
+    return k.toString();
+}
+
+ObjectKey keyFromString(const std::string& s) {
+    const auto slash = s.find('/');
+    if (slash == std::string::npos) {
+        return {"", s};
+    }
+    return {s.substr(0, slash), s.substr(slash + 1)};
+}
+
+ObjectKey metaKey(const json::value& v, bool namespaced) {
+    ObjectKey k;
+    if (!v.is_object()) {
+        return k;
+    }
+    if (const auto* meta = objectAt(v.get_object(), "metadata")) {
+        if (namespaced) {
+            k.ns = std::string(stringAt(*meta, "namespace"));
+        }
+        k.name = std::string(stringAt(*meta, "name"));
+    }
+    return k;
+}
+
+enum class EventType { Added, Modified, Deleted };
+
+// The protocol half of the reflector, independent of the object type.
+class ReflectorCore {
+  public:
+    ReflectorCore(RestClient& rest, Clock& clock, RandomFn random, Observer* observer,
+                  ResourceSpec spec, ReflectorOptions options)
+        : rest_(rest),
+          clock_(clock),
+          random_(std::move(random)),
+          observer_(observer != nullptr ? observer : &nullObserver_),
+          spec_(std::move(spec)),
+          options_(options),
+          backoff_(options.backoff, random_),
+          timer_(clock.makeTimer()),
+          stream_(*this),
+          parser_([this](json::value&& item) { replaceItem(item); }) {}
+
+    virtual ~ReflectorCore() = default;
+    ReflectorCore(const ReflectorCore&) = delete;
+    ReflectorCore& operator=(const ReflectorCore&) = delete;
+
+  protected:
+    void startCore() {
+        if (!started_) {
+            started_ = true;
+            cycle("initial");
+        }
+    }
+
+    void stopCore() {
+        call_.reset();
+        timer_->cancel();
+    }
+
+    bool syncedCore() const { return synced_; }
+    Observer& observer() { return *observer_; }
+    Kind kind() const { return spec_.kind; }
+
+    // The typed half.
+    virtual void beginReplace() = 0;
+    virtual void replaceItem(const json::value& obj) = 0;
+    virtual void removeFromReplace(const json::value& obj) = 0;
+    virtual void commitReplace() = 0;
+    virtual void abortReplace() = 0;
+    virtual void apply(EventType type, const json::value& obj) = 0;
+    virtual void deliverSynced() = 0;
+    virtual std::size_t deliveredCount() const = 0;
+
+  private:
+    enum class Mode { Idle, List, WatchList, Watch };
+
+    class Stream : public RestStream {
+      public:
+        explicit Stream(ReflectorCore& r) : r_(r) {}
+        void onOpen() override {}
+        void onData(std::string_view bytes) override { r_.onData(bytes); }
+        void onClose(const TransportError* error) override { r_.onClose(error); }
+        void onFailed(const ApiError& error) override { r_.onFailed(error); }
+
+      private:
+        ReflectorCore& r_;
+    };
+
+    std::string kindName() const { return std::string(k8s::kindName(spec_.kind)); }
+
+    // Query parameters in Go's url.Values order (sorted by key).
+    std::string target(std::vector<std::pair<std::string, std::string>> params) const {
+        if (!spec_.fieldSelector.empty()) {
+            params.emplace_back("fieldSelector", spec_.fieldSelector);
+        }
+        if (!spec_.labelSelector.empty()) {
+            params.emplace_back("labelSelector", spec_.labelSelector);
+        }
+        std::sort(params.begin(), params.end());
+        std::string t = spec_.path;
+        char sep = '?';
+        for (const auto& [k, v] : params) {
+            t += sep;
+            t += k;
+            t += '=';
+            t += queryEscape(v);
+            sep = '&';
+        }
+        return t;
+    }
+
+    int randomTimeoutSeconds() {
+        const double min = std::chrono::duration<double>(options_.minWatchTimeout).count();
+        return static_cast<int>(min * (1.0 + random_()));
+    }
+
+    std::string relistResourceVersion() const {
+        if (rvUnavailable_) {
+            return "";
+        }
+        return lastRV_.empty() ? "0" : lastRV_;
+    }
+
+    void cycle(const std::string& reason) {
+        if (options_.watchList && !watchListUnsupported_) {
+            startWatchList(reason);
+        } else {
+            startList(reason);
+        }
+    }
+
+    void startWatchList(const std::string& reason) {
+        mode_ = Mode::WatchList;
+        initial_ = true;
+        beginReplace();
+        const std::string rv = rvUnavailable_ ? std::string() : lastRV_;
+        observer_->onList(spec_.kind, rv, reason);
+        const int timeout = randomTimeoutSeconds();
+        std::vector<std::pair<std::string, std::string>> q = {
+            {"allowWatchBookmarks", "true"},
+            {"resourceVersionMatch", "NotOlderThan"},
+            {"sendInitialEvents", "true"},
+            {"timeoutSeconds", std::to_string(timeout)},
+            {"watch", "true"}};
+        if (!rv.empty()) {
+            q.emplace_back("resourceVersion", rv);
+        }
+        startStream(target(std::move(q)), timeout);
+    }
+
+    void startList(const std::string& reason) {
+        mode_ = Mode::List;
+        initial_ = false;
+        listRV_ = relistResourceVersion();
+        usePaging_ = listRV_.empty() || listRV_ == "0" || paginatedResult_;
+        continue_.clear();
+        pages_ = 0;
+        fullListRetried_ = false;
+        beginReplace();
+        observer_->onList(spec_.kind, listRV_, reason);
+        requestPage();
+    }
+
+    void requestPage() {
+        std::vector<std::pair<std::string, std::string>> q;
+        if (usePaging_ && options_.pageSize > 0) {
+            q.emplace_back("limit", std::to_string(options_.pageSize));
+        }
+        if (!continue_.empty()) {
+            q.emplace_back("continue", continue_);
+        } else if (!listRV_.empty()) {
+            q.emplace_back("resourceVersion", listRV_);
+        }
+        parser_.reset();
+        call_ = rest_.get(target(std::move(q)), false, Duration::zero(), stream_);
+    }
+
+    void startWatch(const std::string& reason) {
+        mode_ = Mode::Watch;
+        initial_ = false;
+        observer_->onWatch(spec_.kind, lastRV_, reason);
+        const int timeout = randomTimeoutSeconds();
+        startStream(target({{"allowWatchBookmarks", "true"},
+                            {"resourceVersion", lastRV_},
+                            {"timeoutSeconds", std::to_string(timeout)},
+                            {"watch", "true"}}),
+                    timeout);
+    }
+
+    void startStream(std::string t, int timeoutSeconds) {
+        framer_.reset();
+        events_ = 0;
+        watchStart_ = clock_.now();
+        call_ = rest_.get(std::move(t), true,
+                          std::chrono::seconds(timeoutSeconds) + options_.watchIdleSlack, stream_);
+    }
+
+    // Ends the cycle; the next one starts after the backoff.
+    void failCycle(const std::string& reason) {
+        call_.reset();
+        if (mode_ == Mode::List || initial_) {
+            abortReplace();
+        }
+        initial_ = false;
+        mode_ = Mode::Idle;
+        const Duration d = backoff_.next(clock_.now());
+        observer_->onBackoff(spec_.kind, reason, std::chrono::duration<double>(d).count());
+        timer_->start(d, [this, reason] { cycle(reason); });
+    }
+
+    void markSynced() {
+        if (!synced_) {
+            synced_ = true;
+            deliverSynced();
+            observer_->onSynced(spec_.kind, deliveredCount());
+        }
+    }
+
+    void onData(std::string_view bytes) {
+        observer_->onBytes(spec_.kind, bytes.size());
+        if (mode_ == Mode::List) {
+            if (!parser_.feed(bytes)) {
+                const std::string msg = "list " + spec_.path + ": decoding: " + parser_.error();
+                observer_->onRequestError(spec_.kind, "list", 200, msg);
+                failCycle(msg);
+            }
+            return;
+        }
+        if (!framer_.feed(bytes)) {
+            streamError("watch event larger than the line limit");
+            return;
+        }
+        std::string line;
+        while (framer_.next(line)) {
+            if (!handleLine(line)) {
+                return;  // the watch ended; `this` may already run another request
+            }
+        }
+    }
+
+    void onClose(const TransportError* error) {
+        if (mode_ == Mode::List) {
+            if (error != nullptr) {
+                const std::string msg = "list " + spec_.path + ": " + error->message;
+                observer_->onRequestError(spec_.kind, "list", 0, msg);
+                failCycle(msg);
+                return;
+            }
+            if (!parser_.finish()) {
+                const std::string msg = "list " + spec_.path + ": decoding: " + parser_.error();
+                observer_->onRequestError(spec_.kind, "list", 200, msg);
+                failCycle(msg);
+                return;
+            }
+            ++pages_;
+            if (!parser_.continueToken().empty()) {
+                if (pages_ == 1 && listRV_ == "0") {
+                    paginatedResult_ = true;
+                }
+                continue_ = parser_.continueToken();
+                requestPage();
+                return;
+            }
+            const std::string rv = parser_.resourceVersion();
+            commitReplace();
+            lastRV_ = rv;
+            rvUnavailable_ = false;
+            markSynced();
+            startWatch("list complete");
+            return;
+        }
+        const bool inInitial = initial_;
+        if (framer_.pending() > 0) {
+            streamError("watch stream ended inside an event (" + std::to_string(framer_.pending()) +
+                        " bytes of a partial line)");
+            return;
+        }
+        const std::string how = error != nullptr ? "watch stream reset: " + error->message
+                                                 : std::string("watch stream closed");
+        if (inInitial) {
+            call_.reset();
+            abortReplace();
+            initial_ = false;
+            observer_->onWatchListFallback(spec_.kind,
+                                           how + " before the initial-events-end bookmark");
+            startList("watch-list ended before its bookmark");
+            return;
+        }
+        if (events_ == 0 && clock_.now() - watchStart_ < options_.veryShortWatch) {
+            const std::string msg =
+                "very short watch: " + how + " within " +
+                std::to_string(std::chrono::duration<double>(options_.veryShortWatch).count()) +
+                " s with no events";
+            observer_->onRequestError(spec_.kind, "watch", 0, msg);
+            failCycle(msg);
+            return;
+        }
+        call_.reset();
+        startWatch(how);
+    }
+
+    void onFailed(const ApiError& e) {
+        call_.reset();
+        if (mode_ == Mode::List) {
+            observer_->onRequestError(spec_.kind, "list", e.status, e.describe());
+            if (!continue_.empty() && e.isExpired() && !fullListRetried_) {
+                // The continue token outlived compaction: one full list without paging at
+                // the original RV, as client-go's pager does.
+                fullListRetried_ = true;
+                usePaging_ = false;
+                continue_.clear();
+                abortReplace();
+                beginReplace();
+                requestPage();
+                return;
+            }
+            if (e.isExpired() || e.isTooLargeResourceVersion()) {
+                rvUnavailable_ = true;
+            }
+            failCycle("list: " + e.describe());
+            return;
+        }
+        if (initial_) {
+            observer_->onRequestError(spec_.kind, "watch-list", e.status, e.describe());
+            abortReplace();
+            initial_ = false;
+            if (e.isExpired() || e.isTooLargeResourceVersion()) {
+                rvUnavailable_ = true;
+            }
+            if (e.status == 422) {
+                watchListUnsupported_ = true;  // the server lacks the feature: stop asking
+            }
+            observer_->onWatchListFallback(spec_.kind, e.describe());
+            startList("watch-list rejected: " + e.describe());
+            return;
+        }
+        observer_->onRequestError(spec_.kind, "watch", e.status, e.describe());
+        if (e.status == 429 ||
+            (e.transport && e.transportKind == TransportErrorKind::ConnectionRefused)) {
+            const Duration d = backoff_.next(clock_.now());
+            const std::string reason = "watch: " + e.describe();
+            observer_->onBackoff(spec_.kind, reason, std::chrono::duration<double>(d).count());
+            mode_ = Mode::Idle;
+            timer_->start(d, [this, reason] { startWatch(reason); });
+            return;
+        }
+        failCycle("watch: " + e.describe());
+    }
+
+    void streamError(const std::string& msg) {
+        observer_->onRequestError(spec_.kind, initial_ ? "watch-list" : "watch", 0, msg);
+        failCycle(msg);
+    }
+
+    // One watch line. Returns false when the watch has ended.
+    bool handleLine(const std::string& line) {
+        json::error_code ec;
+        json::value v = json::parse(json::string_view(line.data(), line.size()), ec);
+        if (ec || !v.is_object()) {
+            streamError("unable to decode an event from the watch stream: " +
+                        (ec ? ec.message() : std::string("not a JSON object")));
+            return false;
+        }
+        auto& ev = v.get_object();
+        const std::string_view type = stringAt(ev, "type");
+        auto* objv = ev.if_contains("object");
+        if (objv == nullptr || !objv->is_object()) {
+            streamError("unable to decode an event from the watch stream: no object in event");
+            return false;
+        }
+        const auto& obj = objv->get_object();
+        observer_->onEvent(spec_.kind, type);
+        if (type == "ERROR") {
+            auto e = apiErrorFromStatusJson(json::serialize(obj));
+            const std::string msg =
+                "watch " + spec_.path + ": ERROR event: " + (e ? e->describe() : "not a Status");
+            const bool fromInitial = initial_;
+            observer_->onRequestError(spec_.kind, fromInitial ? "watch-list" : "watch",
+                                      e ? e->status : 0, msg);
+            if (e && (e->isExpired() || e->isTooLargeResourceVersion()) && fromInitial) {
+                rvUnavailable_ = true;
+            }
+            failCycle(msg);
+            return false;
+        }
+        const bool known =
+            type == "ADDED" || type == "MODIFIED" || type == "DELETED" || type == "BOOKMARK";
+        if (!known) {
+            streamError("unable to decode an event from the watch stream: unknown event type \"" +
+                        std::string(type) + "\"");
+            return false;
+        }
+        // An object of another kind is skipped without touching the RV (FS-40).
+        const std::string_view objKind = stringAt(obj, "kind");
+        if (!objKind.empty() && objKind != k8s::kindName(spec_.kind)) {
+            observer_->onSkippedEvent(spec_.kind, std::string(type) + " event of kind " +
+                                                      std::string(objKind) + " on the " +
+                                                      kindName() + " watch");
+            return true;
+        }
+        ++events_;
+        const std::string rv = metaResourceVersion(obj);
+        if (type == "BOOKMARK") {
+            if (initial_) {
+                const auto* meta = objectAt(obj, "metadata");
+                const auto* ann = meta != nullptr ? objectAt(*meta, "annotations") : nullptr;
+                if (ann != nullptr && stringAt(*ann, kInitialEventsEnd) == "true") {
+                    initial_ = false;
+                    mode_ = Mode::Watch;
+                    commitReplace();
+                    if (!rv.empty()) {
+                        lastRV_ = rv;
+                    }
+                    rvUnavailable_ = false;
+                    markSynced();
+                }
+            } else if (!rv.empty()) {
+                lastRV_ = rv;
+            }
+            return true;
+        }
+        if (initial_) {
+            if (type == "DELETED") {
+                removeFromReplace(*objv);
+            } else {
+                replaceItem(*objv);
+            }
+            return true;
+        }
+        apply(type == "ADDED"      ? EventType::Added
+              : type == "MODIFIED" ? EventType::Modified
+                                   : EventType::Deleted,
+              *objv);
+        if (!rv.empty()) {
+            lastRV_ = rv;
+        }
+        return true;
+    }
+
+    Observer nullObserver_;
+    RestClient& rest_;
+    Clock& clock_;
+    RandomFn random_;
+    Observer* observer_;
+    ResourceSpec spec_;
+    ReflectorOptions options_;
+    Backoff backoff_;
+    std::unique_ptr<Timer> timer_;
+    Stream stream_;
+    ListParser parser_;
+    LineFramer framer_;
+    std::unique_ptr<RestClient::Call> call_;
+
+    Mode mode_ = Mode::Idle;
+    bool started_ = false;
+    bool synced_ = false;
+    std::string lastRV_;
+    bool rvUnavailable_ = false;
+    bool paginatedResult_ = false;
+    bool watchListUnsupported_ = false;
+    // List state.
+    std::string listRV_;
+    std::string continue_;
+    bool usePaging_ = false;
+    bool fullListRetried_ = false;
+    int pages_ = 0;
+    // Watch state.
+    bool initial_ = false;  // watch-list before its initial-events-end bookmark
+    TimePoint watchStart_{};
+    std::size_t events_ = 0;
+};
+
+template <class T>
+class Reflector final : public ReflectorCore, public Informer<T> {
+  public:
+    Reflector(RestClient& rest, Clock& clock, RandomFn random, Observer* observer,
+              ResourceSpec spec, ReflectorOptions options, EventHandler<T>& handler)
+        : ReflectorCore(rest, clock, std::move(random), observer, std::move(spec), options),
+          handler_(handler) {}
+
+    ~Reflector() override { stopCore(); }
+
+    void start() override { startCore(); }
+    bool hasSynced() const override { return syncedCore(); }
+    std::size_t size() const override { return delivered_.size(); }
+
+  private:
+    static constexpr bool kNamespaced = Codec<T>::kKind != Kind::Node;
+
+    std::optional<T> decode(const json::value& v, DecodeReport& r) {
+        auto o = Codec<T>::decode(v, r);
+        for (const auto& issue : r.dropped) {
+            observer().onInvalid(kind(), r.key, issue, false, r.describe(issue));
+        }
+        if (r.rejection) {
+            observer().onInvalid(kind(), r.key, *r.rejection, true, r.describe(*r.rejection));
+        }
+        return o;
+    }
+
+    void beginReplace() override {
+        pending_.clear();
+        pendingIndex_.clear();
+    }
+
+    void replaceItem(const json::value& v) override {
+        DecodeReport r;
+        auto o = decode(v, r);
+        const std::string key = keyString(r.key);
+        auto it = pendingIndex_.find(key);
+        if (it != pendingIndex_.end()) {
+            pending_[it->second] = std::move(o);
+        } else if (o) {
+            pendingIndex_.emplace(key, pending_.size());
+            pending_.push_back(std::move(o));
+        }
+    }
+
+    void removeFromReplace(const json::value& v) override {
+        auto it = pendingIndex_.find(keyString(metaKey(v, kNamespaced)));
+        if (it != pendingIndex_.end()) {
+            pending_[it->second].reset();
+        }
+    }
+
+    void commitReplace() override {
+        std::unordered_set<std::string> seen;
+        seen.reserve(pending_.size());
+        for (auto& slot : pending_) {
+            if (!slot) {
+                continue;
+            }
+            std::string key = keyString(Codec<T>::key(*slot));
+            upsert(key, *slot);
+            seen.insert(std::move(key));
+            slot.reset();  // free as we go: the consumer now holds its own copy
+        }
+        pending_ = {};
+        pendingIndex_ = {};
+        std::vector<std::string> gone;
+        for (const auto& [key, hash] : delivered_) {
+            if (seen.count(key) == 0) {
+                gone.push_back(key);
+            }
+        }
+        std::sort(gone.begin(), gone.end());
+        for (const auto& key : gone) {
+            delivered_.erase(key);
+            handler_.onDelete(keyFromString(key));
+        }
+    }
+
+    void abortReplace() override {
+        pending_ = {};
+        pendingIndex_ = {};
+    }
+
+    void apply(EventType type, const json::value& v) override {
+        if (type == EventType::Deleted) {
+            const ObjectKey key = metaKey(v, kNamespaced);
+            if (delivered_.erase(keyString(key)) > 0) {
+                handler_.onDelete(key);
+            }
+            return;
+        }
+        DecodeReport r;
+        auto o = decode(v, r);
+        if (!o) {
+            // A version we cannot use replaces one we delivered: the consumer must not keep
+            // programming the old one.
+            if (delivered_.erase(keyString(r.key)) > 0) {
+                handler_.onDelete(r.key);
+            }
+            return;
+        }
+        upsert(keyString(Codec<T>::key(*o)), *o);
+    }
+
+    void upsert(const std::string& key, const T& obj) {
+        const std::uint64_t h = contentHash(obj);
+        auto [it, inserted] = delivered_.try_emplace(key, h);
+        if (inserted) {
+            handler_.onAdd(obj);
+        } else if (it->second != h) {
+            it->second = h;
+            handler_.onUpdate(obj);
+        }
+    }
+
+    void deliverSynced() override { handler_.onSynced(); }
+    std::size_t deliveredCount() const override { return delivered_.size(); }
+
+    EventHandler<T>& handler_;
+    std::unordered_map<std::string, std::uint64_t> delivered_;
+    std::vector<std::optional<T>> pending_;
+    std::unordered_map<std::string, std::size_t> pendingIndex_;
+};
+
+}  // namespace
+
+template <class T>
+std::unique_ptr<Informer<T>> makeReflector(RestClient& rest, Clock& clock, RandomFn random,
+                                           Observer* observer, ResourceSpec spec,
+                                           ReflectorOptions options, EventHandler<T>& handler) {
+    return std::make_unique<Reflector<T>>(rest, clock, std::move(random), observer, std::move(spec),
+                                          options, handler);
+}
+
+template std::unique_ptr<Informer<Service>> makeReflector<Service>(RestClient&, Clock&, RandomFn,
+                                                                   Observer*, ResourceSpec,
+                                                                   ReflectorOptions,
+                                                                   EventHandler<Service>&);
+template std::unique_ptr<Informer<EndpointSlice>> makeReflector<EndpointSlice>(
+    RestClient&, Clock&, RandomFn, Observer*, ResourceSpec, ReflectorOptions,
+    EventHandler<EndpointSlice>&);
+template std::unique_ptr<Informer<Node>> makeReflector<Node>(RestClient&, Clock&, RandomFn,
+                                                             Observer*, ResourceSpec,
+                                                             ReflectorOptions, EventHandler<Node>&);
+
+}  // namespace kipvs::k8s
