@@ -1,6 +1,7 @@
 #include "ipvs/error.h"
 
 #include <cerrno>
+#include <ostream>
 #include <stdexcept>
 
 namespace kipvs {
@@ -20,6 +21,10 @@ Error Error::protocol(std::string what) {
 
 Error Error::context(const std::string& what) const {
     return {code, what + ": " + message};
+}
+
+std::ostream& operator<<(std::ostream& os, const Error& e) {
+    return os << e.message;
 }
 
 void throw_exception_from_error(const Error& e, const boost::source_location& /*loc*/) {

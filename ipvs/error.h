@@ -9,6 +9,7 @@
 
 #include <boost/system/result.hpp>
 
+#include <iosfwd>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -30,6 +31,10 @@ struct Error {
     // "what: message", for wrapping an error from a lower layer with more context.
     Error context(const std::string& what) const;
 };
+
+// Lets results and errors print (boost::system::result's operator<< and test frameworks
+// need it).
+std::ostream& operator<<(std::ostream& os, const Error& e);
 
 template <class T>
 using Result = boost::system::result<T, Error>;

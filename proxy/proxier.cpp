@@ -1,0 +1,1366 @@
+#include "proxy/proxier.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <iterator>
+
+#include "ipvs/names.h"
+#include "proxy/log.h"
+
+namespace kipvs::proxy {
+
+using ipvs::Op;
+using ipvs::OpKind;
+using ipvs::Outcome;
+using ipvs::Protocol;
+using ipvs::SetEntry;
+
+std::size_t ObjectKeyHash::operator()(const k8s::ObjectKey& k) const noexcept {
+    return std::hash<std::string>{}(k.ns) * 31 ^ std::hash<std::string>{}(k.name);
+}
+
+std::size_t SetEntryHash::operator()(const SetEntry& e) const noexcept {
+    std::size_t h = std::hash<net::IpAddress>{}(e.ip);
+    h = h * 1000003 ^ (std::size_t{e.port} << 8 | static_cast<std::size_t>(e.protocol));
+    h = h * 1000003 ^ std::hash<net::IpAddress>{}(e.ip2);
+    h = h * 1000003 ^ std::hash<net::IpAddress>{}(e.net.base()) ^ e.net.prefix();
+    return h;
+}
+
+Result<IpvsSnapshot> takeSnapshot(ipvs::Ipvs& ipvs) {
+    IpvsSnapshot snap;
+    auto r = ipvs.walk([&](const ipvs::ServiceEntry& s, std::span<const ipvs::DestEntry> ds) {
+        IpvsSnapshot::Vs v;
+        v.vs = s.service;
+        v.vs.flags &= ~ipvs::kSvcFlagHashed;
+        v.dests.reserve(ds.size());
+        for (const auto& d : ds) {
+            v.dests.push_back(d.dest);
+        }
+        std::sort(
+            v.dests.begin(), v.dests.end(),
+            [](const ipvs::RealServer& a, const ipvs::RealServer& b) { return a.key < b.key; });
+        snap.services.push_back(std::move(v));
+    });
+    if (!r) {
+        return r.error();
+    }
+    return snap;
+}
+
+struct Proxier::Batch {
+    std::vector<Op> ipvsOps;
+    std::vector<UdpServing> udpChanged;
+    std::vector<std::pair<ipvs::ServiceKey, ipvs::DestKey>> udpDeleted;
+    std::vector<k8s::ObjectKey> processed;
+    std::vector<ipvs::ServiceKey> convertedAdds;
+    bool finalStep = false;
+};
+
+namespace {
+
+// The API server's own Service.
+k8s::ObjectKey kubernetesService() {
+    return {"default", "kubernetes"};
+}
+
+std::string familyLabel(net::Family f) {
+    return f == net::Family::V4 ? "IPv4" : "IPv6";
+}
+
+std::string_view outcomeName(Outcome o) {
+    switch (o) {
+        case Outcome::Done:
+            return "done";
+        case Outcome::Converted:
+            return "converted";
+        case Outcome::Absent:
+            return "absent";
+        case Outcome::Failed:
+            return "failed";
+    }
+    return "?";
+}
+
+bool destLess(const ipvs::RealServer& a, const ipvs::RealServer& b) {
+    return a.key < b.key;
+}
+
+}  // namespace
+
+Proxier::Proxier(ProxierConfig cfg, KernelRefs kernel, metrics::Registry& metrics)
+    : cfg_(std::move(cfg)), k_(kernel), metrics_(metrics), familyLabel_(familyLabel(cfg_.family)) {
+    cfg_.rules.family = cfg_.family;
+}
+
+Proxier::~Proxier() = default;
+
+// ---- events -----------------------------------------------------------------------------
+
+void Proxier::markDirty(const k8s::ObjectKey& svc) {
+    dirty_.insert(svc);
+}
+
+void Proxier::markAllDirty() {
+    for (const auto& [key, svc] : services_) {
+        dirty_.insert(key);
+    }
+    for (const auto& [key, c] : contrib_) {
+        dirty_.insert(key);
+    }
+}
+
+void Proxier::onServiceUpsert(const k8s::Service& svc) {
+    metrics_
+        .counter("kubeproxy_sync_proxy_rules_service_changes_total", "Cumulative service changes")
+        .inc();
+    auto [it, inserted] = services_.try_emplace(svc.key, svc);
+    if (!inserted) {
+        if (it->second == svc) {
+            return;
+        }
+        it->second = svc;
+    }
+    markDirty(svc.key);
+}
+
+void Proxier::onServiceDelete(const k8s::ObjectKey& key) {
+    metrics_
+        .counter("kubeproxy_sync_proxy_rules_service_changes_total", "Cumulative service changes")
+        .inc();
+    if (services_.erase(key) != 0) {
+        markDirty(key);
+    }
+}
+
+void Proxier::onSliceUpsert(const k8s::EndpointSlice& slice) {
+    const auto wanted =
+        cfg_.family == net::Family::V4 ? k8s::AddressType::IPv4 : k8s::AddressType::IPv6;
+    if (slice.addressType != wanted) {
+        // Another family's (or FQDN) slice; if its address type changed, forget the old one.
+        onSliceDelete(slice.key);
+        return;
+    }
+    metrics_
+        .counter("kubeproxy_sync_proxy_rules_endpoint_changes_total",
+                 "Cumulative endpoints changes")
+        .inc();
+    auto [it, inserted] = slices_.try_emplace(slice.key, slice);
+    if (!inserted) {
+        if (it->second == slice) {
+            return;
+        }
+        const auto oldSvc = it->second.serviceKey();
+        if (oldSvc != slice.serviceKey()) {
+            auto& v = slicesOf_[oldSvc];
+            std::erase(v, slice.key);
+            markDirty(oldSvc);
+        }
+        it->second = slice;
+    }
+    auto& list = slicesOf_[slice.serviceKey()];
+    if (std::find(list.begin(), list.end(), slice.key) == list.end()) {
+        list.push_back(slice.key);
+    }
+    if (slice.triggerTimeNs && *slice.triggerTimeNs > cfg_.startWallNs) {
+        auto [t, fresh] = triggers_.try_emplace(slice.serviceKey(), *slice.triggerTimeNs);
+        if (!fresh) {
+            t->second = std::min(t->second, *slice.triggerTimeNs);
+        }
+    }
+    markDirty(slice.serviceKey());
+}
+
+void Proxier::onSliceDelete(const k8s::ObjectKey& key) {
+    auto it = slices_.find(key);
+    if (it == slices_.end()) {
+        return;
+    }
+    const auto svc = it->second.serviceKey();
+    slices_.erase(it);
+    auto lit = slicesOf_.find(svc);
+    if (lit != slicesOf_.end()) {
+        std::erase(lit->second, key);
+        if (lit->second.empty()) {
+            slicesOf_.erase(lit);
+        }
+    }
+    markDirty(svc);
+}
+
+void Proxier::onNodeUpsert(const k8s::Node& node) {
+    if (node.name != cfg_.nodeName) {
+        log::error("Ignoring a Node that is not this node",
+                   {{"node", node.name}, {"expected", cfg_.nodeName}});
+        return;
+    }
+    const bool topologyChanged =
+        !node_ || node_->zone != node.zone || node_->addresses != node.addresses;
+    node_ = node;
+    if (topologyChanged) {
+        markAllDirty();
+    }
+}
+
+void Proxier::onNodeDelete() {
+    if (node_) {
+        node_.reset();
+        markAllDirty();
+    }
+}
+
+void Proxier::setServicesSynced() {
+    servicesSynced_ = true;
+}
+void Proxier::setSlicesSynced() {
+    slicesSynced_ = true;
+}
+void Proxier::setNodeSynced() {
+    nodeSynced_ = true;
+}
+
+bool Proxier::initialized() const {
+    return servicesSynced_ && slicesSynced_ && nodeSynced_;
+}
+
+bool Proxier::pending() const {
+    if (!dirty_.empty() || !vipPending_.empty() || !vsPending_.empty() || iptablesDirty_ ||
+        !initialSyncDone_) {
+        return true;
+    }
+    return std::any_of(setPending_.begin(), setPending_.end(),
+                       [](const SetKnown& s) { return !s.empty(); });
+}
+
+// ---- helpers ----------------------------------------------------------------------------
+
+void Proxier::countOp(std::string_view object, std::string_view op, std::string_view result,
+                      double n) {
+    metrics_
+        .counter("kube_ipvs_kernel_operations_total",
+                 "Kernel writes issued by kube-ipvs, by object, operation and result",
+                 {{"ip_family", familyLabel_},
+                  {"object", std::string(object)},
+                  {"op", std::string(op)},
+                  {"result", std::string(result)}})
+        .inc(n);
+}
+
+bool Proxier::excluded(const net::IpAddress& a) const {
+    return std::any_of(cfg_.excludeCidrs.begin(), cfg_.excludeCidrs.end(),
+                       [&](const net::Cidr& c) { return c.contains(a); });
+}
+
+bool Proxier::owns(const ipvs::ServiceKey& key) const {
+    if (key.fwmark != 0) {
+        return false;
+    }
+    if (vsOwner_.count(key) != 0 || known_.count(key) != 0) {
+        return true;
+    }
+    const auto e = SetEntry::ipPort(key.address, key.protocol, key.port);
+    for (auto id :
+         {SetId::ClusterIp, SetId::ExternalIp, SetId::ExternalIpLocal, SetId::LoadBalancer}) {
+        if (setKnown_[static_cast<std::size_t>(id)].count(e) != 0) {
+            return true;
+        }
+    }
+    if (boundKnown_.count(key.address) != 0) {
+        return true;
+    }
+    if (std::binary_search(nodeAddresses_.begin(), nodeAddresses_.end(), key.address)) {
+        const auto port = SetEntry::portOnly(key.port);
+        switch (key.protocol) {
+            case Protocol::TCP:
+                return setKnown_[static_cast<std::size_t>(SetId::NodePortTcp)].count(port) != 0;
+            case Protocol::UDP:
+                return setKnown_[static_cast<std::size_t>(SetId::NodePortUdp)].count(port) != 0;
+            case Protocol::SCTP:
+                return setKnown_[static_cast<std::size_t>(SetId::NodePortSctp)].count(
+                           SetEntry::ipPort(key.address, Protocol::SCTP, key.port)) != 0;
+        }
+    }
+    return false;
+}
+
+std::vector<Result<void>> Proxier::vipApply(std::span<const ipvs::AddressOp> ops) {
+    const std::string dev(names::kDummyInterface);
+    return cfg_.binding == VipBinding::Address ? k_.addresses.apply(dev, ops)
+                                               : k_.addresses.applyLocalRoutes(dev, ops);
+}
+
+Result<std::vector<net::IpAddress>> Proxier::vipList() {
+    const std::string dev(names::kDummyInterface);
+    auto r = cfg_.binding == VipBinding::Address ? k_.addresses.addresses(dev)
+                                                 : k_.addresses.localRoutes(dev);
+    if (!r) {
+        return r.error();
+    }
+    std::vector<net::IpAddress> out;
+    for (const auto& a : *r) {
+        if (a.family() == cfg_.family && !a.isLinkLocal()) {
+            out.push_back(a);
+        }
+    }
+    return out;
+}
+
+Result<void> Proxier::ensureSets() {
+    for (const auto& def : setDefs()) {
+        ipvs::SetSpec spec;
+        spec.name = names::setName(def.base, cfg_.family);
+        spec.type = def.type;
+        spec.family = cfg_.family;
+        if (auto r = k_.ipset.create(spec); !r) {
+            return r.error();
+        }
+    }
+    return ok();
+}
+
+Result<void> Proxier::readSets() {
+    for (const auto& def : setDefs()) {
+        const auto name = names::setName(def.base, cfg_.family);
+        auto r = k_.ipset.list(name);
+        if (!r) {
+            return r.error();
+        }
+        auto& known = setKnown_[static_cast<std::size_t>(def.id)];
+        known.clear();
+        known.insert(r->begin(), r->end());
+    }
+    return ok();
+}
+
+Result<void> Proxier::refreshNodeAddresses() {
+    auto all = k_.addresses.allAddresses();
+    if (!all) {
+        return all.error();
+    }
+    std::vector<net::IpAddress> addrs;
+    for (const auto& a : *all) {
+        if (a.interface == names::kDummyInterface || a.address.family() != cfg_.family ||
+            a.address.isLoopback() || (a.address.isV6() && a.address.isLinkLocal())) {
+            continue;
+        }
+        addrs.push_back(a.address);
+    }
+    std::sort(addrs.begin(), addrs.end());
+    addrs.erase(std::unique(addrs.begin(), addrs.end()), addrs.end());
+    if (addrs != nodeAddresses_) {
+        nodeAddresses_ = std::move(addrs);
+        markAllDirty();
+    }
+    return ok();
+}
+
+NodeContext Proxier::nodeContext() const {
+    NodeContext n;
+    n.nodeName = cfg_.nodeName;
+    if (node_) {
+        n.zone = node_->zone;
+    }
+    n.localAddresses = nodeAddresses_;
+    const bool all = cfg_.nodePortCidrs.empty() ||
+                     std::any_of(cfg_.nodePortCidrs.begin(), cfg_.nodePortCidrs.end(),
+                                 [](const net::Cidr& c) { return c.isAll(); });
+    for (const auto& a : nodeAddresses_) {
+        if (all || std::any_of(cfg_.nodePortCidrs.begin(), cfg_.nodePortCidrs.end(),
+                               [&](const net::Cidr& c) { return c.contains(a); })) {
+            n.nodePortIps.push_back(a);
+        }
+    }
+    if (cfg_.bindAddress && cfg_.bindAddress->family() == cfg_.family &&
+        !cfg_.bindAddress->isUnspecified()) {
+        n.nodeIp = *cfg_.bindAddress;
+        n.hasNodeIp = true;
+    } else if (node_) {
+        // InternalIP first, ExternalIP as fallback; one per family (reference §1 step 6).
+        for (auto type : {k8s::NodeAddressType::InternalIP, k8s::NodeAddressType::ExternalIP}) {
+            for (const auto& a : node_->addresses) {
+                if (!n.hasNodeIp && a.type == type && a.address.family() == cfg_.family) {
+                    n.nodeIp = a.address;
+                    n.hasNodeIp = true;
+                }
+            }
+        }
+    }
+    return n;
+}
+
+MergedEndpoints Proxier::endpointsOf(const k8s::ObjectKey& svc) const {
+    std::vector<const k8s::EndpointSlice*> slices;
+    auto it = slicesOf_.find(svc);
+    if (it != slicesOf_.end()) {
+        for (const auto& key : it->second) {
+            auto s = slices_.find(key);
+            if (s != slices_.end()) {
+                slices.push_back(&s->second);
+            }
+        }
+    }
+    return mergeSlices(slices, cfg_.family, cfg_.nodeName);
+}
+
+// ---- desired state bookkeeping ----------------------------------------------------------
+
+void Proxier::refEntry(const DesiredEntry& e, int delta, Batch& /*b*/) {
+    auto& refs = setRefs_[static_cast<std::size_t>(e.set)];
+    if (delta > 0) {
+        if (++refs[e.entry] == 1) {
+            setPending_[static_cast<std::size_t>(e.set)].insert(e.entry);
+        }
+        return;
+    }
+    auto it = refs.find(e.entry);
+    if (it != refs.end() && --it->second == 0) {
+        refs.erase(it);
+        setPending_[static_cast<std::size_t>(e.set)].insert(e.entry);
+    }
+}
+
+void Proxier::refBind(const net::IpAddress& a, int delta, Batch& b) {
+    // KUBE-IPVS-IPS mirrors what is bound: its member is added before and removed after the
+    // address itself (sets are applied around the address changes).
+    refEntry({SetId::IpvsIps, SetEntry::address(a)}, delta, b);
+    if (delta > 0) {
+        if (++bindRefs_[a] == 1) {
+            vipPending_.insert(a);
+        }
+        return;
+    }
+    auto it = bindRefs_.find(a);
+    if (it != bindRefs_.end() && --it->second == 0) {
+        bindRefs_.erase(it);
+        vipPending_.insert(a);
+    }
+}
+
+void Proxier::claimVs(const k8s::ObjectKey& owner, const DesiredVs& want, Batch& b) {
+    const auto& key = want.vs.key;
+    auto [it, inserted] = vsOwner_.try_emplace(key, owner);
+    if (!inserted && it->second != owner) {
+        auto& waiting = vsWaiting_[key];
+        if (std::find(waiting.begin(), waiting.end(), owner) == waiting.end()) {
+            waiting.push_back(owner);
+            metrics_
+                .counter("kube_ipvs_virtual_server_conflicts_total",
+                         "Virtual servers wanted by two Services; the first keeps it",
+                         {{"ip_family", familyLabel_}})
+                .inc();
+            log::warning("Two Services want the same virtual server; the first one keeps it",
+                         {{"virtualServer", key.toString()},
+                          {"owner", it->second.toString()},
+                          {"service", owner.toString()}});
+        }
+        return;
+    }
+    vsPending_.erase(key);
+    diffVs(want, b);
+}
+
+void Proxier::releaseVs(const k8s::ObjectKey& owner, const ipvs::ServiceKey& key, Batch& /*b*/) {
+    auto it = vsOwner_.find(key);
+    if (it == vsOwner_.end() || it->second != owner) {
+        auto w = vsWaiting_.find(key);
+        if (w != vsWaiting_.end()) {
+            std::erase(w->second, owner);
+            if (w->second.empty()) {
+                vsWaiting_.erase(w);
+            }
+        }
+        return;
+    }
+    vsOwner_.erase(it);
+    if (auto w = vsWaiting_.find(key); w != vsWaiting_.end()) {
+        for (const auto& next : w->second) {
+            markDirty(next);
+        }
+        vsWaiting_.erase(w);
+    }
+    if (known_.count(key) != 0) {
+        vsPending_.insert(key);
+    }
+}
+
+void Proxier::diffVs(const DesiredVs& want, Batch& b) {
+    const auto& key = want.vs.key;
+    auto it = known_.find(key);
+    if (it == known_.end()) {
+        b.ipvsOps.push_back(Op::addService(want.vs));
+        for (const auto& d : want.dests) {
+            b.ipvsOps.push_back(Op::addDest(key, d));
+        }
+        return;
+    }
+    KnownVs& kv = it->second;
+    if (!kv.vs.sameContent(want.vs)) {
+        b.ipvsOps.push_back(Op::updateService(want.vs));
+    }
+    auto k = kv.dests.begin();
+    auto w = want.dests.begin();
+    while (k != kv.dests.end() || w != want.dests.end()) {
+        if (k == kv.dests.end() || (w != want.dests.end() && w->key < k->rs.key)) {
+            b.ipvsOps.push_back(Op::addDest(key, *w));
+            ++w;
+        } else if (w == want.dests.end() || k->rs.key < w->key) {
+            // Present and no longer wanted.
+            if (!k->terminating) {
+                if (key.protocol != Protocol::TCP) {
+                    // UDP and SCTP have no connection state to drain: delete at once
+                    // (kube-proxy #71514); UDP conntrack entries go with it.
+                    b.ipvsOps.push_back(Op::deleteDest(key, k->rs.key));
+                    if (key.protocol == Protocol::UDP) {
+                        b.udpDeleted.emplace_back(key, k->rs.key);
+                    }
+                } else if (k->rs.weight == 0) {
+                    k->terminating = true;  // already drained (e.g. found so after restart)
+                    terminating_[key].insert(k->rs.key);
+                } else {
+                    auto drained = k->rs;
+                    drained.weight = 0;
+                    b.ipvsOps.push_back(Op::updateDest(key, drained));
+                }
+            }
+            ++k;
+        } else {
+            if (k->terminating || !k->rs.sameContent(*w)) {
+                // Wanted again while draining, or changed behind our back: set it right in
+                // place. (kube-proxy deletes and re-adds a resurrected real server; an update
+                // keeps its connections.)
+                b.ipvsOps.push_back(Op::updateDest(key, *w));
+            }
+            ++k;
+            ++w;
+        }
+    }
+}
+
+void Proxier::processService(const k8s::ObjectKey& key, const NodeContext& node, Batch& b) {
+    ServiceDesired d;
+    if (auto sit = services_.find(key); sit != services_.end()) {
+        d = computeDesired(sit->second, endpointsOf(key), node,
+                           DesiredConfig{cfg_.family, cfg_.scheduler});
+    }
+    Contribution& old = contrib_[key];
+
+    std::vector<ipvs::ServiceKey> newKeys;
+    newKeys.reserve(d.vss.size());
+    for (const auto& v : d.vss) {
+        newKeys.push_back(v.vs.key);
+        claimVs(key, v, b);
+    }
+    std::sort(newKeys.begin(), newKeys.end());
+    for (const auto& k : old.vss) {
+        if (!std::binary_search(newKeys.begin(), newKeys.end(), k)) {
+            releaseVs(key, k, b);
+        }
+    }
+
+    // Shared objects: reference counts move by the difference of sorted vectors.
+    std::vector<DesiredEntry> added;
+    std::vector<DesiredEntry> removed;
+    std::set_difference(d.entries.begin(), d.entries.end(), old.entries.begin(), old.entries.end(),
+                        std::back_inserter(added));
+    std::set_difference(old.entries.begin(), old.entries.end(), d.entries.begin(), d.entries.end(),
+                        std::back_inserter(removed));
+    for (const auto& e : added) {
+        refEntry(e, +1, b);
+    }
+    for (const auto& e : removed) {
+        refEntry(e, -1, b);
+    }
+    std::vector<net::IpAddress> bindAdded;
+    std::vector<net::IpAddress> bindRemoved;
+    std::set_difference(d.bind.begin(), d.bind.end(), old.bind.begin(), old.bind.end(),
+                        std::back_inserter(bindAdded));
+    std::set_difference(old.bind.begin(), old.bind.end(), d.bind.begin(), d.bind.end(),
+                        std::back_inserter(bindRemoved));
+    for (const auto& a : bindAdded) {
+        refBind(a, +1, b);
+    }
+    for (const auto& a : bindRemoved) {
+        refBind(a, -1, b);
+    }
+    if (d.noNodeAccess != old.noNodeAccess) {
+        for (const auto& n : old.noNodeAccess) {
+            auto it = noNodeAccessRefs_.find(n);
+            if (it != noNodeAccessRefs_.end() && --it->second == 0) {
+                noNodeAccessRefs_.erase(it);
+            }
+        }
+        for (const auto& n : d.noNodeAccess) {
+            ++noNodeAccessRefs_[n];
+        }
+        iptablesDirty_ = true;
+    }
+
+    if (d.healthCheckNodePort != old.healthCheckNodePort || d.localReadyIps != old.localReadyIps) {
+        if (d.healthCheckNodePort != 0) {
+            healthChecks_[key] = HealthCheck{d.healthCheckNodePort, d.localReadyIps};
+        } else {
+            healthChecks_.erase(key);
+        }
+        ++hcGeneration_;
+    }
+    if (d.udp != old.udp) {
+        for (const auto& u : d.udp) {
+            b.udpChanged.push_back(u);
+        }
+    }
+
+    b.processed.push_back(key);
+    if (d.skipped && d.vss.empty()) {
+        contrib_.erase(key);
+        return;
+    }
+    old.vss = std::move(newKeys);
+    old.bind = std::move(d.bind);
+    old.entries = std::move(d.entries);
+    old.noNodeAccess = std::move(d.noNodeAccess);
+    old.udp = std::move(d.udp);
+    old.healthCheckNodePort = d.healthCheckNodePort;
+    old.localReadyIps = d.localReadyIps;
+    old.noLocalInternal = d.noLocalInternal;
+    old.noLocalExternal = d.noLocalExternal;
+}
+
+// ---- applying ---------------------------------------------------------------------------
+
+bool Proxier::applySetOps(Batch& b, bool adds) {
+    bool okAll = true;
+    for (const auto& def : setDefs()) {
+        const auto i = static_cast<std::size_t>(def.id);
+        auto& pending = setPending_[i];
+        if (pending.empty()) {
+            continue;
+        }
+        std::vector<ipvs::SetOp> ops;
+        for (auto it = pending.begin(); it != pending.end();) {
+            const bool want = setRefs_[i].count(*it) != 0;
+            const bool have = setKnown_[i].count(*it) != 0;
+            if (want == have) {
+                it = pending.erase(it);
+                continue;
+            }
+            if (want == adds && (adds || b.finalStep)) {
+                ops.push_back({adds ? ipvs::SetOpKind::Add : ipvs::SetOpKind::Delete, *it});
+            }
+            ++it;
+        }
+        if (ops.empty()) {
+            continue;
+        }
+        const auto name = names::setName(def.base, cfg_.family);
+        const auto results = k_.ipset.apply(name, def.type, ops);
+        for (std::size_t j = 0; j < ops.size(); ++j) {
+            const bool good = j < results.size() && results[j].has_value();
+            countOp("ipset", adds ? "add" : "del", good ? "done" : "failed");
+            if (!good) {
+                okAll = false;
+                log::error("ipset write failed",
+                           {{"set", name},
+                            {"error", j < results.size() ? results[j].error().message
+                                                         : std::string("no result")}});
+                continue;
+            }
+            if (adds) {
+                setKnown_[i].insert(ops[j].entry);
+            } else {
+                setKnown_[i].erase(ops[j].entry);
+            }
+            pending.erase(ops[j].entry);
+        }
+    }
+    return okAll;
+}
+
+bool Proxier::applyVipOps(Batch& b, bool adds) {
+    if (vipPending_.empty() || (!adds && !b.finalStep)) {
+        return true;
+    }
+    std::vector<ipvs::AddressOp> ops;
+    for (auto it = vipPending_.begin(); it != vipPending_.end();) {
+        const bool want = bindRefs_.count(*it) != 0;
+        const bool have = boundKnown_.count(*it) != 0;
+        if (want == have) {
+            it = vipPending_.erase(it);
+            continue;
+        }
+        if (want == adds) {
+            ops.push_back({adds ? ipvs::AddressOpKind::Add : ipvs::AddressOpKind::Delete, *it});
+        }
+        ++it;
+    }
+    if (ops.empty()) {
+        return true;
+    }
+    const auto results = vipApply(ops);
+    const std::string_view object = cfg_.binding == VipBinding::Address ? "address" : "route";
+    bool okAll = true;
+    for (std::size_t j = 0; j < ops.size(); ++j) {
+        const bool good = j < results.size() && results[j].has_value();
+        countOp(object, adds ? "add" : "del", good ? "done" : "failed");
+        if (!good) {
+            okAll = false;
+            log::error("Binding a service address failed",
+                       {{"address", ops[j].address.toString()},
+                        {"interface", std::string(names::kDummyInterface)},
+                        {"error", j < results.size() ? results[j].error().message
+                                                     : std::string("no result")}});
+            continue;
+        }
+        if (adds) {
+            boundKnown_.insert(ops[j].address);
+        } else {
+            boundKnown_.erase(ops[j].address);
+        }
+        vipPending_.erase(ops[j].address);
+    }
+    return okAll;
+}
+
+void Proxier::applyKnown(const Op& op) {
+    const auto& key = op.service.key;
+    switch (op.kind) {
+        case OpKind::AddService:
+        case OpKind::UpdateService: {
+            auto& kv = known_[key];
+            kv.vs = op.service;
+            kv.touched = opSeq_;
+            return;
+        }
+        case OpKind::DeleteService:
+            known_.erase(key);
+            terminating_.erase(key);
+            recentlyDeleted_[key] = opSeq_;
+            return;
+        case OpKind::AddDest:
+        case OpKind::UpdateDest: {
+            auto& kv = known_[key];
+            kv.touched = opSeq_;
+            const bool drained = op.dest.weight == 0;
+            auto it = std::lower_bound(
+                kv.dests.begin(), kv.dests.end(), op.dest.key,
+                [](const KnownDest& d, const ipvs::DestKey& k) { return d.rs.key < k; });
+            if (it == kv.dests.end() || it->rs.key != op.dest.key) {
+                it = kv.dests.insert(it, KnownDest{op.dest, drained});
+            } else {
+                it->rs = op.dest;
+                it->terminating = drained;
+            }
+            if (drained) {
+                terminating_[key].insert(op.dest.key);
+            } else if (auto t = terminating_.find(key); t != terminating_.end()) {
+                t->second.erase(op.dest.key);
+                if (t->second.empty()) {
+                    terminating_.erase(t);
+                }
+            }
+            return;
+        }
+        case OpKind::DeleteDest: {
+            auto kit = known_.find(key);
+            if (kit != known_.end()) {
+                kit->second.touched = opSeq_;
+                std::erase_if(kit->second.dests,
+                              [&](const KnownDest& d) { return d.rs.key == op.dest.key; });
+            }
+            if (auto t = terminating_.find(key); t != terminating_.end()) {
+                t->second.erase(op.dest.key);
+                if (t->second.empty()) {
+                    terminating_.erase(t);
+                }
+            }
+            return;
+        }
+    }
+}
+
+bool Proxier::applyIpvsOps(Batch& b) {
+    if (b.finalStep) {
+        // Virtual servers nobody wants any more: deleted after the adds, before the set
+        // members that mark them as ours are removed.
+        for (auto it = vsPending_.begin(); it != vsPending_.end();) {
+            if (vsOwner_.count(*it) != 0 || known_.count(*it) == 0) {
+                it = vsPending_.erase(it);
+                continue;
+            }
+            if (excluded(it->address)) {
+                // Never deleted; forget it so it is not even looked at again.
+                known_.erase(*it);
+                it = vsPending_.erase(it);
+                continue;
+            }
+            b.ipvsOps.push_back(Op::deleteService(*it));
+            ++it;
+        }
+    }
+    if (b.ipvsOps.empty()) {
+        return true;
+    }
+    ++opSeq_;
+    const auto results = k_.ipvs.apply(b.ipvsOps);
+    bool okAll = true;
+    for (std::size_t i = 0; i < b.ipvsOps.size(); ++i) {
+        const auto& op = b.ipvsOps[i];
+        const bool have = i < results.size();
+        const auto outcome = have ? results[i].outcome : Outcome::Failed;
+        countOp("ipvs", ipvs::opKindName(op.kind), outcomeName(outcome));
+        if (outcome == Outcome::Failed) {
+            okAll = false;
+            log::error("IPVS write failed",
+                       {{"error", have ? results[i].message : op.toString() + ": no result"}});
+            if (auto o = vsOwner_.find(op.service.key); o != vsOwner_.end()) {
+                markDirty(o->second);  // recomputed and retried on the next sync
+            }
+            continue;
+        }
+        applyKnown(op);
+        if (op.kind == OpKind::DeleteService) {
+            vsPending_.erase(op.service.key);
+        }
+        if (op.kind == OpKind::AddService && outcome == Outcome::Converted) {
+            // It existed although we did not know it: its real servers are unknown too.
+            b.convertedAdds.push_back(op.service.key);
+        }
+    }
+    for (const auto& key : b.convertedAdds) {
+        auto ds = k_.ipvs.dests(key);
+        if (!ds) {
+            continue;
+        }
+        auto& kv = known_[key];
+        kv.dests.clear();
+        for (const auto& d : *ds) {
+            kv.dests.push_back(KnownDest{d.dest, false});
+        }
+        std::sort(kv.dests.begin(), kv.dests.end(),
+                  [](const KnownDest& a, const KnownDest& c) { return destLess(a.rs, c.rs); });
+        if (auto o = vsOwner_.find(key); o != vsOwner_.end()) {
+            markDirty(o->second);
+        }
+    }
+    return okAll;
+}
+
+void Proxier::cleanupConntrack(Batch& b) {
+    if (k_.conntrack == nullptr || (b.udpChanged.empty() && b.udpDeleted.empty())) {
+        return;
+    }
+    // Per frontend (VIP:port) and per NodePort: the endpoints that still serve it.
+    std::map<ipvs::DestKey, std::set<ipvs::DestKey>> frontends;
+    std::map<std::uint16_t, std::set<ipvs::DestKey>> nodePorts;
+    for (const auto& u : b.udpChanged) {
+        if (u.serving.empty()) {
+            continue;  // as kube-proxy: nothing to steer to, leave entries alone
+        }
+        for (const auto& f : u.frontends) {
+            frontends[f].insert(u.serving.begin(), u.serving.end());
+        }
+        if (u.nodePort != 0) {
+            nodePorts[u.nodePort].insert(u.serving.begin(), u.serving.end());
+        }
+    }
+    std::set<std::pair<std::uint16_t, ipvs::DestKey>> removed;  // (frontend port, endpoint)
+    for (const auto& [vs, rs] : b.udpDeleted) {
+        removed.insert({vs.port, rs});
+    }
+    auto r = k_.conntrack->deleteMatching(
+        cfg_.family, Protocol::UDP, [&](const ipvs::ConntrackEntry& e) {
+            const ipvs::DestKey dst{e.original.dst, e.original.dstPort};
+            const ipvs::DestKey replySrc{e.reply.src, e.reply.srcPort};
+            if (removed.count({e.original.dstPort, replySrc}) != 0) {
+                return true;
+            }
+            if (auto f = frontends.find(dst); f != frontends.end()) {
+                return f->second.count(replySrc) == 0;
+            }
+            if (auto n = nodePorts.find(e.original.dstPort); n != nodePorts.end()) {
+                return n->second.count(replySrc) == 0;
+            }
+            return false;
+        });
+    if (!r) {
+        log::error("UDP conntrack clean-up failed", {{"error", r.error().message}});
+        countOp("conntrack", "delete", "failed");
+        return;
+    }
+    metrics_
+        .counter("kubeproxy_conntrack_reconciler_deleted_entries_total",
+                 "Cumulative conntrack flows deleted by conntrack reconciler",
+                 {{"ip_family", familyLabel_}})
+        .inc(static_cast<double>(*r));
+}
+
+bool Proxier::syncIptables() {
+    ipvs::RulesInput in = cfg_.rules;
+    in.family = cfg_.family;
+    for (const auto& def : setDefs()) {
+        const auto i = static_cast<std::size_t>(def.id);
+        if (!setKnown_[i].empty() || !setRefs_[i].empty()) {
+            in.nonEmptySets.insert(std::string(def.base));
+        }
+    }
+    for (const auto& [n, refs] : noNodeAccessRefs_) {
+        in.noNodeAccess.push_back(n);
+    }
+    if (!iptablesDirty_ && lastRules_ && *lastRules_ == in) {
+        return true;
+    }
+    auto r = k_.rules.sync(in);
+    if (!r) {
+        metrics_
+            .counter("kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
+                     "Cumulative proxy iptables restore failures", {{"ip_family", familyLabel_}})
+            .inc();
+        countOp("iptables", "restore", "failed");
+        log::error("iptables-restore failed",
+                   {{"ipFamily", familyLabel_}, {"error", r.error().message}});
+        return false;
+    }
+    if (r->restored) {
+        countOp("iptables", "restore", "done");
+    }
+    iptablesDirty_ = false;
+    lastRules_ = std::move(in);
+    return true;
+}
+
+void Proxier::queueStaleCleanup(Batch& /*b*/) {
+    for (const auto& [key, kv] : known_) {
+        if (vsOwner_.count(key) == 0) {
+            vsPending_.insert(key);
+        }
+    }
+    for (const auto& a : boundKnown_) {
+        if (bindRefs_.count(a) == 0) {
+            vipPending_.insert(a);
+        }
+    }
+    for (std::size_t i = 0; i < kSetCount; ++i) {
+        for (const auto& e : setKnown_[i]) {
+            if (setRefs_[i].count(e) == 0) {
+                setPending_[i].insert(e);
+            }
+        }
+    }
+}
+
+bool Proxier::applyBatch(Batch& b, const SyncTime& now) {
+    bool okAll = true;
+    okAll &= applySetOps(b, true);
+    okAll &= applyVipOps(b, true);
+    okAll &= applyIpvsOps(b);
+    okAll &= applyVipOps(b, false);
+    okAll &= applySetOps(b, false);
+    cleanupConntrack(b);
+    if (okAll) {
+        auto& hist =
+            metrics_.histogram("kubeproxy_network_programming_duration_seconds",
+                               "In Cluster Network Programming Latency in seconds",
+                               metrics::networkProgrammingBuckets(), {{"ip_family", familyLabel_}});
+        for (const auto& key : b.processed) {
+            auto t = triggers_.find(key);
+            if (t == triggers_.end()) {
+                continue;
+            }
+            if (now.wallNs > t->second) {
+                hist.observe(static_cast<double>(now.wallNs - t->second) / 1e9);
+            }
+            triggers_.erase(t);
+        }
+    }
+    return okAll;
+}
+
+// ---- sync -------------------------------------------------------------------------------
+
+Result<void> Proxier::adopt() {
+    const std::string dev(names::kDummyInterface);
+    auto created = k_.addresses.ensureDummy(dev);
+    if (!created) {
+        return created.error().context("ensure " + dev);
+    }
+    if (*created) {
+        countOp("link", "add", "done");
+    }
+    if (auto r = ensureSets(); !r) {
+        return r.error();
+    }
+    if (auto r = readSets(); !r) {
+        return r.error();
+    }
+    auto vips = vipList();
+    if (!vips) {
+        return vips.error();
+    }
+    boundKnown_ = {vips->begin(), vips->end()};
+    if (auto r = refreshNodeAddresses(); !r) {
+        return r.error();
+    }
+    known_.clear();
+    terminating_.clear();
+    auto r = k_.ipvs.walk([&](const ipvs::ServiceEntry& s, std::span<const ipvs::DestEntry> ds) {
+        const auto& key = s.service.key;
+        if (key.family() != cfg_.family || !owns(key)) {
+            return;
+        }
+        KnownVs kv;
+        kv.vs = s.service;
+        kv.vs.flags &= ~ipvs::kSvcFlagHashed;
+        for (const auto& d : ds) {
+            // A weight-0 real server found at start-up was draining when we stopped (or is a
+            // leftover): if it is still wanted the first sync sets it back to weight 1,
+            // otherwise it keeps draining.
+            kv.dests.push_back(KnownDest{d.dest, d.dest.weight == 0});
+            if (d.dest.weight == 0) {
+                terminating_[key].insert(d.dest.key);
+            }
+        }
+        std::sort(kv.dests.begin(), kv.dests.end(),
+                  [](const KnownDest& a, const KnownDest& c) { return destLess(a.rs, c.rs); });
+        known_.emplace(key, std::move(kv));
+    });
+    if (!r) {
+        return r.error().context("read IPVS table");
+    }
+    adopted_ = true;
+    return ok();
+}
+
+Proxier::Step Proxier::syncStep(const SyncTime& now) {
+    Step step;
+    if (!initialized() || !adopted_) {
+        return step;
+    }
+    sawFailure_ = false;
+    Batch b;
+    const NodeContext node = nodeContext();
+    if (!bootstrapDone_) {
+        // On a cold node the API server's own Service and the masquerade rules come first, so
+        // the node can reach the control plane while the bulk is still being programmed
+        // (kubernetes issue #133773).
+        if (dirty_.erase(kubernetesService()) != 0) {
+            processService(kubernetesService(), node, b);
+        }
+        bootstrapDone_ = true;
+        const bool good = applyBatch(b, now) && syncIptables();
+        step.done = false;
+        step.failed = !good;
+        return step;
+    }
+    std::size_t n = 0;
+    while (!dirty_.empty() && n < cfg_.servicesPerStep) {
+        const auto key = *dirty_.begin();
+        dirty_.erase(dirty_.begin());
+        processService(key, node, b);
+        ++n;
+    }
+    b.finalStep = dirty_.empty();
+    if (b.finalStep && !initialSyncDone_) {
+        initialSyncDone_ = true;
+        queueStaleCleanup(b);
+    }
+    bool good = applyBatch(b, now);
+    if (b.finalStep) {
+        good = syncIptables() && good;
+        updateGauges();
+    }
+    // Failed IPVS writes marked their Service dirty again; those are retried on the next sync
+    // (after the runner's retry delay), not in this one.
+    step.done = b.finalStep;
+    step.failed = !good;
+    if (!good) {
+        metrics_
+            .counter("kube_ipvs_sync_errors_total", "Syncs in which some kernel write failed",
+                     {{"ip_family", familyLabel_}})
+            .inc();
+    }
+    return step;
+}
+
+bool Proxier::syncAll(const SyncTime& now) {
+    bool good = true;
+    for (int guard = 0; guard < 1000000; ++guard) {
+        const auto s = syncStep(now);
+        good = good && !s.failed;
+        if (s.done) {
+            break;
+        }
+    }
+    return good;
+}
+
+void Proxier::updateGauges() {
+    int noLocalInternal = 0;
+    int noLocalExternal = 0;
+    for (const auto& [key, c] : contrib_) {
+        noLocalInternal += c.noLocalInternal ? 1 : 0;
+        noLocalExternal += c.noLocalExternal ? 1 : 0;
+    }
+    metrics_
+        .gauge("kubeproxy_sync_proxy_rules_no_local_endpoints_total",
+               "Number of services with a Local traffic policy and no endpoints",
+               {{"ip_family", familyLabel_}, {"traffic_policy", "internal"}})
+        .set(noLocalInternal);
+    metrics_
+        .gauge("kubeproxy_sync_proxy_rules_no_local_endpoints_total",
+               "Number of services with a Local traffic policy and no endpoints",
+               {{"ip_family", familyLabel_}, {"traffic_policy", "external"}})
+        .set(noLocalExternal);
+    std::size_t dests = 0;
+    for (const auto& [key, kv] : known_) {
+        dests += kv.dests.size();
+    }
+    metrics_
+        .gauge("kube_ipvs_virtual_servers", "IPVS virtual servers programmed",
+               {{"ip_family", familyLabel_}})
+        .set(static_cast<double>(known_.size()));
+    metrics_
+        .gauge("kube_ipvs_real_servers", "IPVS real servers programmed",
+               {{"ip_family", familyLabel_}})
+        .set(static_cast<double>(dests));
+    metrics_
+        .gauge("kube_ipvs_terminating_real_servers",
+               "Real servers at weight 0 waiting for their connections to end",
+               {{"ip_family", familyLabel_}})
+        .set(static_cast<double>(terminatingCount()));
+}
+
+std::size_t Proxier::terminatingCount() const {
+    std::size_t n = 0;
+    for (const auto& [key, ds] : terminating_) {
+        n += ds.size();
+    }
+    return n;
+}
+
+int Proxier::reapTerminating() {
+    std::vector<Op> ops;
+    std::vector<std::pair<ipvs::ServiceKey, ipvs::DestKey>> vanished;
+    for (auto& [key, dests] : terminating_) {
+        auto r = k_.ipvs.dests(key);
+        if (!r) {
+            if (r.error().code.value() == ESRCH) {
+                for (const auto& d : dests) {
+                    vanished.emplace_back(key, d);
+                }
+            }
+            continue;
+        }
+        std::set<ipvs::DestKey> present;
+        for (const auto& d : *r) {
+            present.insert(d.dest.key);
+            if (dests.count(d.dest.key) != 0 && d.activeConns + d.inactiveConns == 0) {
+                ops.push_back(Op::deleteDest(key, d.dest.key));
+            }
+        }
+        for (const auto& d : dests) {
+            if (present.count(d) == 0) {
+                vanished.emplace_back(key, d);
+            }
+        }
+    }
+    // Draining real servers someone else already removed are simply gone.
+    for (const auto& [key, d] : vanished) {
+        applyKnown(Op::deleteDest(key, d));
+    }
+    if (ops.empty()) {
+        return 0;
+    }
+    ++opSeq_;
+    const auto results = k_.ipvs.apply(ops);
+    int deleted = 0;
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+        const auto outcome = i < results.size() ? results[i].outcome : Outcome::Failed;
+        countOp("ipvs", "delete-dest", outcomeName(outcome));
+        if (outcome != Outcome::Failed) {
+            applyKnown(ops[i]);
+            ++deleted;
+        }
+    }
+    return deleted;
+}
+
+// ---- verification -----------------------------------------------------------------------
+
+VerifyReport Proxier::verify(const IpvsSnapshot& snap, std::uint64_t snapshotSeq) {
+    VerifyReport rep;
+    if (!adopted_) {
+        return rep;
+    }
+    auto repaired = [&](std::string_view object, int& counter) {
+        ++counter;
+        metrics_
+            .counter("kube_ipvs_drift_repairs_total",
+                     "Kernel objects found changed behind kube-ipvs' back and repaired",
+                     {{"ip_family", familyLabel_}, {"object", std::string(object)}})
+            .inc();
+    };
+    auto ownerOrPending = [&](const ipvs::ServiceKey& key) {
+        if (auto o = vsOwner_.find(key); o != vsOwner_.end()) {
+            markDirty(o->second);
+        } else if (!excluded(key.address)) {
+            vsPending_.insert(key);
+        }
+    };
+    auto skip = [&](const ipvs::ServiceKey& key) {
+        auto d = recentlyDeleted_.find(key);
+        if (d != recentlyDeleted_.end() && d->second > snapshotSeq) {
+            return true;
+        }
+        auto k = known_.find(key);
+        return k != known_.end() && k->second.touched > snapshotSeq;
+    };
+
+    // Link and addresses first: IPVS ownership checks read boundKnown_.
+    const std::string dev(names::kDummyInterface);
+    if (auto exists = k_.addresses.linkExists(dev); exists && !*exists) {
+        log::warning("kube-ipvs0 was deleted; re-creating it and re-binding its addresses");
+        if (auto c = k_.addresses.ensureDummy(dev); c) {
+            countOp("link", "add", "done");
+        }
+        repaired("link", rep.addressRepairs);
+        boundKnown_.clear();
+        for (const auto& [a, refs] : bindRefs_) {
+            vipPending_.insert(a);
+        }
+    } else if (auto vips = vipList(); vips) {
+        std::unordered_set<net::IpAddress> now(vips->begin(), vips->end());
+        for (const auto& a : now) {
+            if (boundKnown_.count(a) == 0) {
+                boundKnown_.insert(a);
+                vipPending_.insert(a);
+                repaired("address", rep.addressRepairs);
+            }
+        }
+        for (auto it = boundKnown_.begin(); it != boundKnown_.end();) {
+            if (now.count(*it) == 0) {
+                vipPending_.insert(*it);
+                repaired("address", rep.addressRepairs);
+                it = boundKnown_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+
+    // Sets.
+    for (const auto& def : setDefs()) {
+        const auto i = static_cast<std::size_t>(def.id);
+        const auto name = names::setName(def.base, cfg_.family);
+        auto members = k_.ipset.list(name);
+        if (!members) {
+            ipvs::SetSpec spec;
+            spec.name = name;
+            spec.type = def.type;
+            spec.family = cfg_.family;
+            if (k_.ipset.create(spec)) {
+                countOp("ipset", "create", "done");
+            }
+            if (!setKnown_[i].empty() || !setRefs_[i].empty()) {
+                repaired("ipset", rep.setRepairs);
+            }
+            for (const auto& e : setKnown_[i]) {
+                setPending_[i].insert(e);
+            }
+            setKnown_[i].clear();
+            for (const auto& [e, refs] : setRefs_[i]) {
+                setPending_[i].insert(e);
+            }
+            iptablesDirty_ = true;
+            continue;
+        }
+        SetKnown now(members->begin(), members->end());
+        for (const auto& e : now) {
+            if (setKnown_[i].count(e) == 0) {
+                setPending_[i].insert(e);
+                repaired("ipset", rep.setRepairs);
+            }
+        }
+        for (const auto& e : setKnown_[i]) {
+            if (now.count(e) == 0) {
+                setPending_[i].insert(e);
+                repaired("ipset", rep.setRepairs);
+            }
+        }
+        setKnown_[i] = std::move(now);
+    }
+
+    // IPVS.
+    std::unordered_set<ipvs::ServiceKey> seen;
+    for (const auto& v : snap.services) {
+        const auto& key = v.vs.key;
+        if (key.family() != cfg_.family || key.fwmark != 0) {
+            continue;
+        }
+        seen.insert(key);
+        if (skip(key)) {
+            continue;
+        }
+        auto it = known_.find(key);
+        if (it == known_.end()) {
+            if (!owns(key)) {
+                continue;  // someone else's
+            }
+            KnownVs kv;
+            kv.vs = v.vs;
+            for (const auto& d : v.dests) {
+                kv.dests.push_back(KnownDest{d, false});
+            }
+            known_.emplace(key, std::move(kv));
+            repaired("ipvs", rep.ipvsRepairs);
+            ownerOrPending(key);
+            continue;
+        }
+        KnownVs& kv = it->second;
+        bool same = kv.vs.sameContent(v.vs) && kv.dests.size() == v.dests.size();
+        for (std::size_t i = 0; same && i < v.dests.size(); ++i) {
+            same = kv.dests[i].rs == v.dests[i];
+        }
+        if (same) {
+            continue;
+        }
+        kv.vs = v.vs;
+        std::vector<KnownDest> dests;
+        for (const auto& d : v.dests) {
+            auto t = terminating_.find(key);
+            const bool term =
+                d.weight == 0 && t != terminating_.end() && t->second.count(d.key) != 0;
+            dests.push_back(KnownDest{d, term});
+        }
+        kv.dests = std::move(dests);
+        repaired("ipvs", rep.ipvsRepairs);
+        ownerOrPending(key);
+    }
+    for (auto it = known_.begin(); it != known_.end();) {
+        const auto& key = it->first;
+        if (key.family() == cfg_.family && seen.count(key) == 0 && !skip(key)) {
+            repaired("ipvs", rep.ipvsRepairs);
+            terminating_.erase(key);
+            const auto k = key;
+            it = known_.erase(it);
+            if (auto o = vsOwner_.find(k); o != vsOwner_.end()) {
+                markDirty(o->second);
+            }
+            vsPending_.erase(k);
+            continue;
+        }
+        ++it;
+    }
+    std::erase_if(recentlyDeleted_, [&](const auto& kv) { return kv.second <= snapshotSeq; });
+
+    // iptables.
+    if (auto v = k_.rules.verify(cfg_.family); v && *v) {
+        iptablesDirty_ = true;
+        repaired("iptables", rep.iptablesRepairs);
+    }
+
+    if (auto r = refreshNodeAddresses(); !r) {
+        log::error("Reading node addresses failed", {{"error", r.error().message}});
+    }
+    return rep;
+}
+
+}  // namespace kipvs::proxy

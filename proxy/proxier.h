@@ -1,0 +1,281 @@
+// The reconciler of one IP family: turns Services, EndpointSlices and the Node into IPVS
+// virtual and real servers, kube-ipvs0 addresses, ipset members and iptables rules, and
+// keeps them so, writing only what changed.
+//
+// How it works (README "Design" tells the longer story):
+//  - Event handlers only record objects and mark their Service dirty.
+//  - A sync step recomputes the desired state of dirty Services only (proxy/desired.h),
+//    diffs it against the *known* kernel state (what the kernel was last seen or made to
+//    hold), and issues the difference: IPVS writes through one pipelined batch, ipset and
+//    address changes batched. Objects several Services share (addresses, set members) are
+//    reference-counted, so a change costs O(what changed), never a walk of all Services.
+//  - The known state changes only when the kernel confirms a write, so after a partial
+//    failure it still matches the kernel and the failed part is retried on the next sync.
+//  - Start-up reads the kernel once (adopt) and converges by diff: a restart with nothing
+//    changed writes nothing.
+//  - The periodic verification compares a kernel snapshot with the known state and repairs
+//    whatever someone else changed.
+//
+// Ownership: we touch only what is ours. kube-ipvs0 and every address on it are ours. A
+// virtual server is ours when our ipsets say so: its (ip, protocol, port) is in
+// KUBE-CLUSTER-IP, KUBE-EXTERNAL-IP(-LOCAL) or KUBE-LOAD-BALANCER, or it is a NodePort (a node
+// address with the port in KUBE-NODE-PORT-*). Members are added before the virtual server and
+// removed after it, so this holds across a crash at any point. Virtual servers inside
+// excludeCIDRs are never deleted.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "ipvs/addresses.h"
+#include "ipvs/conntrack.h"
+#include "ipvs/ipset.h"
+#include "ipvs/iptables.h"
+#include "ipvs/ipvs.h"
+#include "k8s-client/objects.h"
+#include "proxy/desired.h"
+#include "proxy/endpoints.h"
+#include "proxy/metrics.h"
+#include "proxy/rules_sync.h"
+
+namespace kipvs::proxy {
+
+struct ObjectKeyHash {
+    std::size_t operator()(const k8s::ObjectKey& k) const noexcept;
+};
+struct SetEntryHash {
+    std::size_t operator()(const ipvs::SetEntry& e) const noexcept;
+};
+
+// How service VIPs are made local: addresses on kube-ipvs0 (kube-proxy's way, the default)
+// or local routes through kube-ipvs0 (see ipvs/addresses.h for why).
+enum class VipBinding : std::uint8_t { Address, Route };
+
+struct ProxierConfig {
+    net::Family family = net::Family::V4;
+    std::string nodeName;
+    ipvs::ShortName scheduler = *ipvs::ShortName::make("rr");
+    std::vector<net::Cidr> excludeCidrs;   // this family's
+    std::vector<net::Cidr> nodePortCidrs;  // this family's; empty: every node address
+    // Overrides the Node's address as this family's node IP (--bind-address).
+    std::optional<net::IpAddress> bindAddress;
+    ipvs::RulesInput rules;  // masquerade bit/all, local detector, random-fully
+    VipBinding binding = VipBinding::Address;
+    std::size_t servicesPerStep = 2000;  // bounded work per sync step
+    // Trigger times (endpoints.kubernetes.io/last-change-trigger-time) at or before this
+    // Unix time are not measured: they predate this process.
+    std::int64_t startWallNs = 0;
+};
+
+struct KernelRefs {
+    ipvs::Ipvs& ipvs;
+    ipvs::Addresses& addresses;
+    ipvs::Ipset& ipset;
+    RulesSync& rules;  // this family's iptables
+    ipvs::Conntrack* conntrack = nullptr;
+};
+
+struct SyncTime {
+    std::chrono::steady_clock::time_point mono;
+    std::int64_t wallNs = 0;  // Unix time, for trigger-time latency
+};
+
+// A kernel IPVS table as read by Ipvs::walk, compact (no counters).
+struct IpvsSnapshot {
+    struct Vs {
+        ipvs::VirtualServer vs;
+        std::vector<ipvs::RealServer> dests;  // sorted by key
+    };
+    std::vector<Vs> services;
+};
+// Reads the whole IPVS table (both families). Safe on another thread with its own Ipvs.
+Result<IpvsSnapshot> takeSnapshot(ipvs::Ipvs& ipvs);
+
+struct HealthCheck {
+    std::uint16_t port = 0;
+    std::uint32_t localEndpoints = 0;
+};
+
+struct VerifyReport {
+    int ipvsRepairs = 0;
+    int addressRepairs = 0;
+    int setRepairs = 0;
+    int iptablesRepairs = 0;
+    int total() const { return ipvsRepairs + addressRepairs + setRepairs + iptablesRepairs; }
+};
+
+class Proxier {
+  public:
+    Proxier(ProxierConfig cfg, KernelRefs kernel, metrics::Registry& metrics);
+    ~Proxier();
+    Proxier(const Proxier&) = delete;
+    Proxier& operator=(const Proxier&) = delete;
+
+    // ---- events (only record; nothing is programmed here) ----
+    void onServiceUpsert(const k8s::Service& svc);
+    void onServiceDelete(const k8s::ObjectKey& key);
+    void onSliceUpsert(const k8s::EndpointSlice& slice);
+    void onSliceDelete(const k8s::ObjectKey& key);
+    void onNodeUpsert(const k8s::Node& node);
+    void onNodeDelete();
+    void setServicesSynced();
+    void setSlicesSynced();
+    void setNodeSynced();
+    // Services, EndpointSlices and the Node have all synced once.
+    bool initialized() const;
+
+    // ---- kernel ----
+    // Reads the kernel state we own (kube-ipvs0, our sets, our virtual servers) and creates
+    // what must exist (kube-ipvs0, the sets). Must succeed once before the first sync.
+    Result<void> adopt();
+    bool adopted() const { return adopted_; }
+
+    struct Step {
+        bool done = true;     // nothing left to do in this sync
+        bool failed = false;  // some kernel write failed (it will be retried)
+    };
+    // Does a bounded amount of sync work: up to servicesPerStep changed Services, then the
+    // shared objects, iptables and clean-up once the changed Services are drained. Call again
+    // while !done. No-op (done) before initialized() and adopt().
+    Step syncStep(const SyncTime& now);
+    // Runs steps until done; true if no write failed.
+    bool syncAll(const SyncTime& now);
+    // There is work for a sync: changed Services, retries, or the first sync.
+    bool pending() const;
+
+    // Compares a snapshot with the known state and repairs drift: known state is corrected to
+    // what the kernel holds and the owners are marked for the next sync. Objects we wrote
+    // after the snapshot began (opSeq() > snapshotSeq) are skipped. Also re-reads addresses,
+    // sets, iptables and node addresses.
+    VerifyReport verify(const IpvsSnapshot& snap, std::uint64_t snapshotSeq);
+    // Sequence number of the latest IPVS write; take it just before starting a snapshot.
+    std::uint64_t opSeq() const { return opSeq_; }
+
+    // Deletes terminating TCP real servers that have no connections left (reads their
+    // counters). Returns how many were deleted.
+    int reapTerminating();
+    std::size_t terminatingCount() const;
+
+    // ---- for the daemon ----
+    const std::map<k8s::ObjectKey, HealthCheck>& healthChecks() const { return healthChecks_; }
+    // Bumped whenever healthChecks() changes.
+    std::uint64_t healthCheckGeneration() const { return hcGeneration_; }
+    net::Family family() const { return cfg_.family; }
+    std::size_t serviceCount() const { return services_.size(); }
+    // True once the first full sync after start has completed.
+    bool initialSyncDone() const { return initialSyncDone_; }
+
+  private:
+    struct Contribution {
+        std::vector<ipvs::ServiceKey> vss;
+        std::vector<net::IpAddress> bind;
+        std::vector<DesiredEntry> entries;
+        std::vector<ipvs::NoNodeAccess> noNodeAccess;
+        std::vector<UdpServing> udp;
+        std::uint16_t healthCheckNodePort = 0;
+        std::uint32_t localReadyIps = 0;
+        bool noLocalInternal = false;
+        bool noLocalExternal = false;
+    };
+    struct KnownDest {
+        ipvs::RealServer rs;
+        bool terminating = false;
+    };
+    struct KnownVs {
+        ipvs::VirtualServer vs;
+        std::vector<KnownDest> dests;  // sorted by key
+        std::uint64_t touched = 0;     // opSeq of our last write to it
+    };
+    using SetRefs = std::unordered_map<ipvs::SetEntry, std::uint32_t, SetEntryHash>;
+    using SetKnown = std::unordered_set<ipvs::SetEntry, SetEntryHash>;
+
+    // Work collected while processing Services, applied in a crash-safe order.
+    struct Batch;
+
+    void markDirty(const k8s::ObjectKey& svc);
+    void markAllDirty();
+    NodeContext nodeContext() const;
+    Result<void> refreshNodeAddresses();
+    MergedEndpoints endpointsOf(const k8s::ObjectKey& svc) const;
+    void processService(const k8s::ObjectKey& key, const NodeContext& node, Batch& b);
+    void claimVs(const k8s::ObjectKey& owner, const DesiredVs& want, Batch& b);
+    void releaseVs(const k8s::ObjectKey& owner, const ipvs::ServiceKey& key, Batch& b);
+    void diffVs(const DesiredVs& want, Batch& b);
+    void refEntry(const DesiredEntry& e, int delta, Batch& b);
+    void refBind(const net::IpAddress& a, int delta, Batch& b);
+    bool applyBatch(Batch& b, const SyncTime& now);
+    bool applySetOps(Batch& b, bool adds);
+    bool applyVipOps(Batch& b, bool adds);
+    bool applyIpvsOps(Batch& b);
+    void applyKnown(const ipvs::Op& op);
+    bool syncIptables();
+    void cleanupConntrack(Batch& b);
+    void queueStaleCleanup(Batch& b);
+    bool owns(const ipvs::ServiceKey& key) const;
+    bool excluded(const net::IpAddress& a) const;
+    std::vector<Result<void>> vipApply(std::span<const ipvs::AddressOp> ops);
+    Result<std::vector<net::IpAddress>> vipList();
+    Result<void> ensureSets();
+    Result<void> readSets();
+    void countOp(std::string_view object, std::string_view op, std::string_view result,
+                 double n = 1);
+    void updateGauges();
+
+    ProxierConfig cfg_;
+    KernelRefs k_;
+    metrics::Registry& metrics_;
+    std::string familyLabel_;
+
+    // API state.
+    std::unordered_map<k8s::ObjectKey, k8s::Service, ObjectKeyHash> services_;
+    std::unordered_map<k8s::ObjectKey, k8s::EndpointSlice, ObjectKeyHash> slices_;
+    std::unordered_map<k8s::ObjectKey, std::vector<k8s::ObjectKey>, ObjectKeyHash> slicesOf_;
+    std::optional<k8s::Node> node_;
+    bool servicesSynced_ = false;
+    bool slicesSynced_ = false;
+    bool nodeSynced_ = false;
+    std::unordered_set<k8s::ObjectKey, ObjectKeyHash> dirty_;
+    std::unordered_map<k8s::ObjectKey, std::int64_t, ObjectKeyHash> triggers_;
+    std::vector<net::IpAddress> nodeAddresses_;  // this family, not kube-ipvs0, sorted
+
+    // Desired state, as contributions per Service and reference counts of shared objects.
+    std::unordered_map<k8s::ObjectKey, Contribution, ObjectKeyHash> contrib_;
+    std::unordered_map<ipvs::ServiceKey, k8s::ObjectKey> vsOwner_;
+    std::unordered_map<ipvs::ServiceKey, std::vector<k8s::ObjectKey>> vsWaiting_;
+    std::unordered_map<net::IpAddress, std::uint32_t> bindRefs_;
+    std::array<SetRefs, kSetCount> setRefs_;
+    std::map<ipvs::NoNodeAccess, std::uint32_t> noNodeAccessRefs_;
+    std::map<k8s::ObjectKey, HealthCheck> healthChecks_;
+    std::uint64_t hcGeneration_ = 0;
+
+    // Known kernel state.
+    std::unordered_map<ipvs::ServiceKey, KnownVs> known_;
+    std::unordered_set<net::IpAddress> boundKnown_;
+    std::array<SetKnown, kSetCount> setKnown_;
+    std::map<ipvs::ServiceKey, std::set<ipvs::DestKey>> terminating_;
+    std::unordered_map<ipvs::ServiceKey, std::uint64_t> recentlyDeleted_;  // key -> opSeq
+    std::uint64_t opSeq_ = 0;
+
+    // Objects whose kernel presence must be re-checked against desired (changed refcount,
+    // failed write, drift, or stale after adoption).
+    std::unordered_set<net::IpAddress> vipPending_;
+    std::array<SetKnown, kSetCount> setPending_;
+    std::unordered_set<ipvs::ServiceKey> vsPending_;  // unowned known VSs to delete
+
+    std::optional<ipvs::RulesInput> lastRules_;  // input of the last successful iptables sync
+    bool iptablesDirty_ = true;  // sync even if the input did not change (start, drift, failure)
+    bool adopted_ = false;
+    bool bootstrapDone_ = false;    // default/kubernetes programmed first (issue #133773)
+    bool initialSyncDone_ = false;  // every Service processed once since start
+    bool sawFailure_ = false;       // a write failed in the current sync
+};
+
+}  // namespace kipvs::proxy

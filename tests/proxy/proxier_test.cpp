@@ -1,0 +1,807 @@
+// The reconciler against stateful fakes of every kernel interface: load a kernel state, feed
+// API objects, sync, and check both the resulting kernel state and the writes issued.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <memory>
+
+#include "builders.h"
+#include "ipvs/names.h"
+#include "proxy/proxier.h"
+#include "tests/fakes/fake_kernel.h"
+
+using namespace kipvs;
+using namespace kipvs::proxy;
+using namespace kipvs::testing;
+using ipvs::Protocol;
+using ipvs::SetEntry;
+
+namespace {
+
+class FakeRules final : public RulesSync {
+  public:
+    std::vector<ipvs::RulesInput> syncs;
+    int failNext = 0;
+    bool driftNext = false;
+    Result<ipvs::IptablesSync::Report> sync(const ipvs::RulesInput& in) override {
+        syncs.push_back(in);
+        if (failNext > 0) {
+            --failNext;
+            return Error::invalid("iptables-restore: line 7 failed");
+        }
+        ipvs::IptablesSync::Report r;
+        r.restored = true;
+        return r;
+    }
+    Result<bool> verify(net::Family /*f*/) override {
+        const bool d = driftNext;
+        driftNext = false;
+        return d;
+    }
+};
+
+const std::string kDummy(names::kDummyInterface);
+
+struct Fixture {
+    fakes::Journal journal;
+    fakes::FakeIpvs ipvs;
+    fakes::FakeAddresses addrs;
+    fakes::FakeIpset ipset;
+    fakes::FakeConntrack conntrack;
+    FakeRules rules;
+    metrics::Registry reg;
+    ProxierConfig cfg;
+    std::unique_ptr<Proxier> p;
+    std::int64_t wallNs = 1'800'000'000'000'000'000;
+
+    explicit Fixture(net::Family f = net::Family::V4) {
+        ipvs.journal = &journal;
+        addrs.journal = &journal;
+        ipset.journal = &journal;
+        addrs.links["eth0"].type = "veth";
+        addrs.links["eth0"].addresses = {ip("192.168.1.10"), ip("fd00:1::10")};
+        addrs.links["lo"].type = "loopback";
+        addrs.links["lo"].addresses = {ip("127.0.0.1"), ip("::1")};
+        cfg.family = f;
+        cfg.nodeName = "node-1";
+    }
+
+    Proxier& make() {
+        p = std::make_unique<Proxier>(cfg, KernelRefs{ipvs, addrs, ipset, rules, &conntrack}, reg);
+        return *p;
+    }
+
+    // A fresh proxier that has adopted the kernel state and seen every informer sync.
+    Proxier& start() {
+        make();
+        REQUIRE(p->adopt());
+        p->onNodeUpsert(node("node-1", "192.168.1.10", "zone-a"));
+        p->setServicesSynced();
+        p->setSlicesSynced();
+        p->setNodeSynced();
+        return *p;
+    }
+
+    SyncTime now() const { return {std::chrono::steady_clock::now(), wallNs}; }
+    bool sync() { return p->syncAll(now()); }
+    int writes() const { return ipvs.totalWrites() + addrs.totalWrites() + ipset.totalWrites(); }
+
+    VerifyReport verify() {
+        const auto seq = p->opSeq();
+        auto snap = takeSnapshot(ipvs);
+        REQUIRE(snap.has_value());
+        return p->verify(*snap, seq);
+    }
+
+    // The fake IPVS table as "vs -> rs:weight ..." lines.
+    std::vector<std::string> table() const {
+        std::vector<std::string> out;
+        for (const auto& [k, v] : ipvs.table) {
+            std::string s = k.toString() + " ->";
+            for (const auto& [dk, d] : v.dests) {
+                s += " " + dk.toString() + "@" + std::to_string(d.dest.weight);
+            }
+            out.push_back(s);
+        }
+        return out;
+    }
+
+    const std::set<SetEntry>& set(std::string_view base, net::Family f = net::Family::V4) {
+        return ipset.sets.at(names::setName(base, f)).entries;
+    }
+    const std::set<net::IpAddress>& bound() { return addrs.links.at(kDummy).addresses; }
+
+    double ops(const char* object, const char* op, const char* result = "done") const {
+        return reg.value("kube_ipvs_kernel_operations_total",
+                         {{"ip_family", cfg.family == net::Family::V4 ? "IPv4" : "IPv6"},
+                          {"object", object},
+                          {"op", op},
+                          {"result", result}});
+    }
+};
+
+k8s::Service web() {
+    return ServiceBuilder("default", "web", "10.96.0.10").port("http", 80);
+}
+
+k8s::EndpointSlice webSlice(std::initializer_list<const char*> ips) {
+    SliceBuilder b("default", "web-abc", "web");
+    b.port("http", 8080);
+    for (const auto* a : ips) {
+        b.ep(a);
+    }
+    return b;
+}
+
+const ipvs::ServiceKey kWebVs{ip("10.96.0.10"), 80, Protocol::TCP, 0};
+
+}  // namespace
+
+TEST_CASE("nothing is programmed until Services, EndpointSlices and the Node synced", "[proxier]") {
+    Fixture f;
+    auto& p = f.make();
+    REQUIRE(p.adopt());
+    p.onServiceUpsert(web());
+    p.onSliceUpsert(webSlice({"10.244.1.7"}));
+    p.setServicesSynced();
+    p.setSlicesSynced();
+    CHECK_FALSE(p.initialized());
+    f.sync();
+    CHECK(f.ipvs.table.empty());
+    CHECK(f.bound().empty());
+    p.onNodeUpsert(node("node-1", "192.168.1.10"));
+    p.setNodeSynced();
+    CHECK(p.initialized());
+    REQUIRE(f.sync());
+    CHECK(f.table() == std::vector<std::string>{"10.96.0.10:80/TCP -> 10.244.1.7:8080@1"});
+}
+
+TEST_CASE("adoption creates kube-ipvs0 and every set of the family", "[proxier]") {
+    Fixture f(net::Family::V6);
+    f.start();
+    CHECK(f.addrs.links.count(kDummy) == 1);
+    CHECK(f.ipset.sets.size() == kSetCount);
+    CHECK(f.ipset.sets.count("KUBE-6-CLUSTER-IP") == 1);
+    CHECK(f.ipset.sets.at("KUBE-6-CLUSTER-IP").spec.family == net::Family::V6);
+    CHECK(f.ipset.sets.at("KUBE-6-NODE-PORT-TCP").spec.type == ipvs::SetType::BitmapPort);
+}
+
+TEST_CASE("a ClusterIP Service is programmed: IPVS, address, sets, rules", "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    p.onServiceUpsert(web());
+    p.onSliceUpsert(webSlice({"10.244.1.7", "10.244.2.7"}));
+    REQUIRE(f.sync());
+    CHECK(f.table() ==
+          std::vector<std::string>{"10.96.0.10:80/TCP -> 10.244.1.7:8080@1 10.244.2.7:8080@1"});
+    CHECK(f.ipvs.table.at(kWebVs).vs.scheduler.view() == "rr");
+    CHECK(f.bound() == std::set<net::IpAddress>{ip("10.96.0.10")});
+    CHECK(f.set(names::kSetClusterIp) ==
+          std::set<SetEntry>{SetEntry::ipPort(ip("10.96.0.10"), Protocol::TCP, 80)});
+    CHECK(f.set(names::kSetIpvsIps) == std::set<SetEntry>{SetEntry::address(ip("10.96.0.10"))});
+    REQUIRE_FALSE(f.rules.syncs.empty());
+    const auto& in = f.rules.syncs.back();
+    CHECK(in.nonEmptySets.count(std::string(names::kSetClusterIp)) == 1);
+    CHECK(in.nonEmptySets.count(std::string(names::kSetLoadBalancer)) == 0);
+    CHECK(f.ops("ipvs", "add-service") == 1);
+    CHECK(f.ops("ipvs", "add-dest") == 2);
+    CHECK(f.ops("address", "add") == 1);
+}
+
+TEST_CASE("a sync with no changes writes nothing and runs no iptables-restore", "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    p.onServiceUpsert(web());
+    p.onSliceUpsert(webSlice({"10.244.1.7"}));
+    REQUIRE(f.sync());
+    const int before = f.writes();
+    const auto restores = f.rules.syncs.size();
+    const int applies = f.ipvs.applyCalls;
+    // Re-delivering identical objects (an informer resync) changes nothing either.
+    p.onServiceUpsert(web());
+    p.onSliceUpsert(webSlice({"10.244.1.7"}));
+    CHECK_FALSE(p.pending());
+    REQUIRE(f.sync());
+    REQUIRE(f.sync());
+    CHECK(f.writes() == before);
+    CHECK(f.rules.syncs.size() == restores);
+    CHECK(f.ipvs.applyCalls == applies);
+}
+
+TEST_CASE("one endpoint change writes exactly its delta", "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    p.onServiceUpsert(web());
+    p.onSliceUpsert(webSlice({"10.244.1.7", "10.244.2.7"}));
+    for (int i = 0; i < 50; ++i) {
+        p.onServiceUpsert(ServiceBuilder("default", ("other-" + std::to_string(i)).c_str(),
+                                         ("10.96.1." + std::to_string(i)).c_str())
+                              .port("p", 80));
+    }
+    REQUIRE(f.sync());
+    f.ipvs.writes.clear();
+    f.addrs.writes.clear();
+    f.ipset.writes.clear();
+    f.journal.clear();
+
+    // 10.244.2.7 replaced by 10.244.3.7 (TCP: the old one drains at weight 0).
+    p.onSliceUpsert(webSlice({"10.244.1.7", "10.244.3.7"}));
+    REQUIRE(f.sync());
+    CHECK(f.journal == std::vector<std::string>{
+                           "ipvs update-dest 10.96.0.10:80/TCP -> 10.244.2.7:8080",
+                           "ipvs add-dest 10.96.0.10:80/TCP -> 10.244.3.7:8080",
+                       });
+    CHECK(f.table().front() ==
+          "10.96.0.10:80/TCP -> 10.244.1.7:8080@1 10.244.2.7:8080@0 10.244.3.7:8080@1");
+    CHECK(p.terminatingCount() == 1);
+}
+
+TEST_CASE("graceful termination: weight 0 until the connections end", "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    p.onServiceUpsert(web());
+    p.onSliceUpsert(webSlice({"10.244.1.7", "10.244.2.7"}));
+    REQUIRE(f.sync());
+    const ipvs::DestKey gone{ip("10.244.2.7"), 8080};
+    f.ipvs.setConns(kWebVs, gone, 3, 1);
+
+    p.onSliceUpsert(webSlice({"10.244.1.7"}));
+    REQUIRE(f.sync());
+    REQUIRE(f.ipvs.dest(kWebVs, gone) != nullptr);
+    CHECK(f.ipvs.dest(kWebVs, gone)->dest.weight == 0);
+    CHECK(p.reapTerminating() == 0);  // still has connections
+    CHECK(f.ipvs.dest(kWebVs, gone) != nullptr);
+    // A sync in between does not touch the draining server again.
+    const int w = f.ipvs.totalWrites();
+    REQUIRE(f.sync());
+    CHECK(f.ipvs.totalWrites() == w);
+
+    f.ipvs.setConns(kWebVs, gone, 0, 1);
+    CHECK(p.reapTerminating() == 0);  // inactive connections count too
+    f.ipvs.setConns(kWebVs, gone, 0, 0);
+    CHECK(p.reapTerminating() == 1);
+    CHECK(f.ipvs.dest(kWebVs, gone) == nullptr);
+    CHECK(p.terminatingCount() == 0);
+}
+
+TEST_CASE("a draining real server wanted again returns to weight 1 in place", "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    p.onServiceUpsert(web());
+    p.onSliceUpsert(webSlice({"10.244.1.7", "10.244.2.7"}));
+    REQUIRE(f.sync());
+    f.ipvs.setConns(kWebVs, {ip("10.244.2.7"), 8080}, 2, 0);
+    p.onSliceUpsert(webSlice({"10.244.1.7"}));
+    REQUIRE(f.sync());
+    f.journal.clear();
+    p.onSliceUpsert(webSlice({"10.244.1.7", "10.244.2.7"}));
+    REQUIRE(f.sync());
+    CHECK(f.journal ==
+          std::vector<std::string>{"ipvs update-dest 10.96.0.10:80/TCP -> 10.244.2.7:8080"});
+    CHECK(f.ipvs.dest(kWebVs, {ip("10.244.2.7"), 8080})->dest.weight == 1);
+    CHECK(f.ipvs.dest(kWebVs, {ip("10.244.2.7"), 8080})->activeConns == 2);
+    CHECK(p.terminatingCount() == 0);
+}
+
+TEST_CASE("UDP real servers go at once, with their conntrack entries", "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    p.onServiceUpsert(
+        ServiceBuilder("kube-system", "dns", "10.96.0.53").port("dns", 53, Protocol::UDP));
+    SliceBuilder two("kube-system", "dns-1", "dns");
+    two.port("dns", 53, Protocol::UDP).ep("10.244.1.2").ep("10.244.1.3");
+    p.onSliceUpsert(two);
+    REQUIRE(f.sync());
+    auto flow = [](const char* client, const char* backend) {
+        ipvs::ConntrackEntry e;
+        e.protocol = Protocol::UDP;
+        e.original = {ip(client), ip("10.96.0.53"), 40000, 53};
+        e.reply = {ip(backend), ip(client), 53, 40000};
+        return e;
+    };
+    f.conntrack.entries = {flow("10.244.9.1", "10.244.1.2"), flow("10.244.9.2", "10.244.1.3")};
+
+    SliceBuilder one("kube-system", "dns-1", "dns");
+    one.port("dns", 53, Protocol::UDP).ep("10.244.1.2");
+    p.onSliceUpsert(one);
+    REQUIRE(f.sync());
+    const ipvs::ServiceKey vs{ip("10.96.0.53"), 53, Protocol::UDP, 0};
+    CHECK(f.ipvs.dest(vs, {ip("10.244.1.3"), 53}) == nullptr);
+    CHECK(p.terminatingCount() == 0);
+    REQUIRE(f.conntrack.entries.size() == 1);
+    CHECK(f.conntrack.entries[0].reply.src == ip("10.244.1.2"));
+    CHECK(f.reg.value("kubeproxy_conntrack_reconciler_deleted_entries_total",
+                      {{"ip_family", "IPv4"}}) == 1);
+}
+
+TEST_CASE("a deleted Service takes its virtual server, address and members with it, in order",
+          "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    p.onServiceUpsert(web());
+    p.onSliceUpsert(webSlice({"10.244.1.7"}));
+    REQUIRE(f.sync());
+    f.journal.clear();
+    p.onServiceDelete({"default", "web"});
+    p.onSliceDelete({"default", "web-abc"});
+    REQUIRE(f.sync());
+    CHECK(f.ipvs.table.empty());
+    CHECK(f.bound().empty());
+    CHECK(f.set(names::kSetClusterIp).empty());
+    CHECK(f.set(names::kSetIpvsIps).empty());
+    // The virtual server goes before the set member that marks it as ours, and the address
+    // before its KUBE-IPVS-IPS member (so host ports stay filtered until it is unbound).
+    CHECK(f.journal == std::vector<std::string>{
+                           "ipvs delete-service 10.96.0.10:80/TCP",
+                           "address del 10.96.0.10",
+                           "ipset del KUBE-CLUSTER-IP",
+                           "ipset del KUBE-IPVS-IPS",
+                       });
+    CHECK(f.rules.syncs.back().nonEmptySets.count(std::string(names::kSetClusterIp)) == 0);
+}
+
+TEST_CASE("a new Service's member and address come before its virtual server", "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    REQUIRE(f.sync());
+    f.journal.clear();
+    p.onServiceUpsert(web());
+    REQUIRE(f.sync());
+    CHECK(f.journal == std::vector<std::string>{
+                           "ipset add KUBE-CLUSTER-IP",
+                           "ipset add KUBE-IPVS-IPS",
+                           "address add 10.96.0.10",
+                           "ipvs add-service 10.96.0.10:80/TCP",
+                       });
+}
+
+namespace {
+
+// Runs a first proxier to program `objects`, then returns the fixture for a restart.
+void programAndStop(Fixture& f) {
+    auto& p = f.start();
+    p.onServiceUpsert(web());
+    p.onSliceUpsert(webSlice({"10.244.1.7", "10.244.2.7"}));
+    p.onServiceUpsert(ServiceBuilder("default", "np", "10.96.0.20")
+                          .type(k8s::ServiceType::NodePort)
+                          .port("p", 80, Protocol::TCP, 30080));
+    p.onServiceUpsert(ServiceBuilder("default", "kubernetes", "10.96.0.1").port("https", 443));
+    REQUIRE(f.sync());
+    f.p.reset();
+}
+
+void feedSame(Proxier& p) {
+    p.onServiceUpsert(web());
+    p.onSliceUpsert(webSlice({"10.244.1.7", "10.244.2.7"}));
+    p.onServiceUpsert(ServiceBuilder("default", "np", "10.96.0.20")
+                          .type(k8s::ServiceType::NodePort)
+                          .port("p", 80, Protocol::TCP, 30080));
+    p.onServiceUpsert(ServiceBuilder("default", "kubernetes", "10.96.0.1").port("https", 443));
+}
+
+}  // namespace
+
+TEST_CASE("a restart with nothing changed writes nothing to IPVS, addresses or sets", "[proxier]") {
+    Fixture f;
+    programAndStop(f);
+    const auto before = f.table();
+    const auto lastRules = f.rules.syncs.back();
+    const int writes = f.writes();
+    const int applies = f.ipvs.applyCalls;
+
+    f.make();
+    REQUIRE(f.p->adopt());
+    f.p->onNodeUpsert(node("node-1", "192.168.1.10", "zone-a"));
+    feedSame(*f.p);
+    f.p->setServicesSynced();
+    f.p->setSlicesSynced();
+    f.p->setNodeSynced();
+    REQUIRE(f.sync());
+    CHECK(f.writes() == writes);
+    CHECK(f.ipvs.applyCalls == applies);
+    CHECK(f.table() == before);
+    // The rules are handed the very input of the previous run (ipvs::IptablesSync then finds
+    // them in place and restores nothing).
+    CHECK(f.rules.syncs.back() == lastRules);
+}
+
+TEST_CASE("after a restart, what vanished while we were down is removed; others' objects stay",
+          "[proxier]") {
+    Fixture f;
+    f.cfg.excludeCidrs = {cidr("10.200.0.0/16")};
+    programAndStop(f);
+    // Someone else's virtual servers: one on an address we never owned, one excluded.
+    ipvs::VirtualServer foreign;
+    foreign.key = {ip("192.168.1.10"), 8443, Protocol::TCP, 0};
+    foreign.scheduler = *ipvs::ShortName::make("wlc");
+    f.ipvs.addService(foreign);
+    ipvs::VirtualServer excludedVs;
+    excludedVs.key = {ip("10.200.0.5"), 80, Protocol::TCP, 0};
+    f.ipvs.addService(excludedVs);
+    // ...and an excluded one that looks like ours (its member is in KUBE-CLUSTER-IP).
+    f.ipset.sets.at("KUBE-CLUSTER-IP")
+        .entries.insert(SetEntry::ipPort(ip("10.200.0.5"), Protocol::TCP, 80));
+
+    f.make();
+    REQUIRE(f.p->adopt());
+    f.p->onNodeUpsert(node("node-1", "192.168.1.10"));
+    // "web" and its slice were deleted while we were down.
+    f.p->onServiceUpsert(ServiceBuilder("default", "np", "10.96.0.20")
+                             .type(k8s::ServiceType::NodePort)
+                             .port("p", 80, Protocol::TCP, 30080));
+    f.p->onServiceUpsert(ServiceBuilder("default", "kubernetes", "10.96.0.1").port("https", 443));
+    f.p->setServicesSynced();
+    f.p->setSlicesSynced();
+    f.p->setNodeSynced();
+    REQUIRE(f.sync());
+    CHECK(f.table() == std::vector<std::string>{
+                           "10.96.0.1:443/TCP ->",
+                           "10.96.0.20:80/TCP ->",
+                           "10.200.0.5:80/TCP ->",
+                           "192.168.1.10:8443/TCP ->",
+                           "192.168.1.10:30080/TCP ->",
+                       });
+    CHECK(f.bound() == std::set<net::IpAddress>{ip("10.96.0.1"), ip("10.96.0.20")});
+    CHECK(f.set(names::kSetClusterIp) ==
+          std::set<SetEntry>{SetEntry::ipPort(ip("10.96.0.1"), Protocol::TCP, 443),
+                             SetEntry::ipPort(ip("10.96.0.20"), Protocol::TCP, 80)});
+}
+
+TEST_CASE("the API server's own Service is programmed before the bulk", "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    for (int i = 0; i < 20; ++i) {
+        p.onServiceUpsert(ServiceBuilder("default", ("svc-" + std::to_string(i)).c_str(),
+                                         ("10.96.2." + std::to_string(i)).c_str())
+                              .port("p", 80));
+    }
+    p.onServiceUpsert(ServiceBuilder("default", "kubernetes", "10.96.0.1").port("https", 443));
+    const auto first = p.syncStep(f.now());
+    CHECK_FALSE(first.done);
+    CHECK(f.table() == std::vector<std::string>{"10.96.0.1:443/TCP ->"});
+    REQUIRE(f.rules.syncs.size() == 1);  // masquerade rules come with it
+    REQUIRE(f.sync());
+    CHECK(f.ipvs.table.size() == 21);
+}
+
+TEST_CASE("sync steps are bounded and stale clean-up waits for the full first sync", "[proxier]") {
+    Fixture f;
+    f.cfg.servicesPerStep = 5;
+    programAndStop(f);
+    f.make();
+    REQUIRE(f.p->adopt());
+    f.p->onNodeUpsert(node("node-1", "192.168.1.10"));
+    for (int i = 0; i < 12; ++i) {
+        f.p->onServiceUpsert(ServiceBuilder("default", ("svc-" + std::to_string(i)).c_str(),
+                                            ("10.96.2." + std::to_string(i)).c_str())
+                                 .port("p", 80));
+    }
+    f.p->setServicesSynced();
+    f.p->setSlicesSynced();
+    f.p->setNodeSynced();
+    f.p->syncStep(f.now());  // bootstrap (no kubernetes Service this time)
+    int steps = 0;
+    while (!f.p->syncStep(f.now()).done) {
+        ++steps;
+        // The previous run's Services are still there until every Service was seen once.
+        CHECK(f.ipvs.table.count(kWebVs) == 1);
+    }
+    CHECK(steps == 2);  // 12 Services, 5 per step: two partial steps, then the final one
+    CHECK(f.ipvs.table.count(kWebVs) == 0);
+    CHECK(f.ipvs.table.size() == 12);
+}
+
+TEST_CASE("one refused write does not stop the others, and is retried", "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    f.ipvs.refuse = [](const ipvs::Op& op) {
+        return op.kind == ipvs::OpKind::AddDest && op.dest.key.address == ip("10.244.2.7") ? ENOMEM
+                                                                                           : 0;
+    };
+    p.onServiceUpsert(web());
+    p.onSliceUpsert(webSlice({"10.244.1.7", "10.244.2.7", "10.244.3.7"}));
+    CHECK_FALSE(f.sync());
+    CHECK(f.table() ==
+          std::vector<std::string>{"10.96.0.10:80/TCP -> 10.244.1.7:8080@1 10.244.3.7:8080@1"});
+    CHECK(f.ops("ipvs", "add-dest", "failed") == 1);
+    CHECK(f.reg.value("kube_ipvs_sync_errors_total", {{"ip_family", "IPv4"}}) == 1);
+    CHECK(p.pending());
+    f.ipvs.refuse = nullptr;
+    f.journal.clear();
+    REQUIRE(f.sync());
+    CHECK(f.journal ==
+          std::vector<std::string>{"ipvs add-dest 10.96.0.10:80/TCP -> 10.244.2.7:8080"});
+    CHECK(f.table() ==
+          std::vector<std::string>{"10.96.0.10:80/TCP -> 10.244.1.7:8080@1 10.244.2.7:8080@1 "
+                                   "10.244.3.7:8080@1"});
+}
+
+TEST_CASE("a refused address or set member is retried, others proceed", "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    f.addrs.refuse = [](std::string_view, const net::IpAddress& a) {
+        return a == ip("10.96.0.10") ? EPERM : 0;
+    };
+    f.ipset.refuse = [](const std::string& set, const ipvs::SetOp&) {
+        return set == "KUBE-LOOP-BACK" ? ENOSPC : 0;
+    };
+    p.onServiceUpsert(web());
+    p.onServiceUpsert(ServiceBuilder("default", "b", "10.96.0.11").port("p", 80));
+    SliceBuilder local("default", "b-1", "b");
+    local.port("p", 80).ep("10.244.1.9", "node-1");
+    p.onSliceUpsert(local);
+    CHECK_FALSE(f.sync());
+    CHECK(f.bound() == std::set<net::IpAddress>{ip("10.96.0.11")});
+    CHECK(f.set(names::kSetLoopBack).empty());
+    CHECK(f.ipvs.table.size() == 2);
+    f.addrs.refuse = nullptr;
+    f.ipset.refuse = nullptr;
+    REQUIRE(f.sync());
+    CHECK(f.bound() == std::set<net::IpAddress>{ip("10.96.0.10"), ip("10.96.0.11")});
+    CHECK(f.set(names::kSetLoopBack).size() == 1);
+    CHECK_FALSE(f.p->pending());
+}
+
+TEST_CASE("an iptables-restore failure is counted and retried without blocking IPVS", "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    f.rules.failNext = 2;  // bootstrap and first full sync
+    p.onServiceUpsert(web());
+    CHECK_FALSE(f.sync());
+    CHECK(f.ipvs.table.size() == 1);
+    CHECK(f.reg.value("kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
+                      {{"ip_family", "IPv4"}}) == 2);
+    CHECK(p.pending());
+    const auto n = f.rules.syncs.size();
+    REQUIRE(f.sync());
+    CHECK(f.rules.syncs.size() == n + 1);
+    CHECK_FALSE(p.pending());
+}
+
+TEST_CASE("drift is found by verification, counted and repaired", "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    p.onServiceUpsert(web());
+    p.onSliceUpsert(webSlice({"10.244.1.7", "10.244.2.7"}));
+    REQUIRE(f.sync());
+    const auto good = f.table();
+    bool rulesAgain = false;  // the rules are re-applied only when they or their sets changed
+
+    SECTION("a virtual server deleted with ipvsadm") {
+        f.ipvs.table.erase(kWebVs);
+        CHECK(f.verify().ipvsRepairs == 1);
+    }
+    SECTION("a real server's weight changed") {
+        f.ipvs.table.at(kWebVs).dests.at({ip("10.244.1.7"), 8080}).dest.weight = 5;
+        CHECK(f.verify().ipvsRepairs == 1);
+    }
+    SECTION("a real server added by hand (drained, then reaped)") {
+        ipvs::RealServer extra;
+        extra.key = {ip("10.244.9.9"), 8080};
+        f.ipvs.addDest(kWebVs, extra);
+        CHECK(f.verify().ipvsRepairs == 1);
+        REQUIRE(f.sync());
+        CHECK(f.ipvs.dest(kWebVs, extra.key)->dest.weight == 0);
+        CHECK(f.p->reapTerminating() == 1);
+    }
+    SECTION("a set member removed") {
+        f.ipset.sets.at("KUBE-CLUSTER-IP").entries.clear();
+        CHECK(f.verify().setRepairs == 1);
+    }
+    SECTION("a whole set destroyed") {
+        rulesAgain = true;
+        f.ipset.sets.erase("KUBE-CLUSTER-IP");
+        CHECK(f.verify().setRepairs == 1);
+        CHECK(f.ipset.sets.count("KUBE-CLUSTER-IP") == 1);
+    }
+    SECTION("an address removed") {
+        f.addrs.links.at(kDummy).addresses.clear();
+        CHECK(f.verify().addressRepairs == 1);
+    }
+    SECTION("kube-ipvs0 deleted") {
+        f.addrs.links.erase(kDummy);
+        CHECK(f.verify().addressRepairs == 1);
+    }
+    SECTION("a jump rule deleted") {
+        rulesAgain = true;
+        f.rules.driftNext = true;
+        CHECK(f.verify().iptablesRepairs == 1);
+    }
+    const auto rulesBefore = f.rules.syncs.size();
+    REQUIRE((f.p->pending() || f.ipvs.table.count(kWebVs) == 1));
+    REQUIRE(f.sync());
+    CHECK(f.rules.syncs.size() == rulesBefore + (rulesAgain ? 1 : 0));
+    CHECK(f.table() == good);
+    CHECK(f.bound() == std::set<net::IpAddress>{ip("10.96.0.10")});
+    CHECK(f.set(names::kSetClusterIp).size() == 1);
+    CHECK(f.reg.render().find("kube_ipvs_drift_repairs_total{ip_family=\"IPv4\"") !=
+          std::string::npos);
+    // Repaired: a second verification finds nothing.
+    CHECK(f.verify().total() == 0);
+}
+
+TEST_CASE("verification leaves others' virtual servers alone and counts nothing when clean",
+          "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    p.onServiceUpsert(web());
+    REQUIRE(f.sync());
+    ipvs::VirtualServer foreign;
+    foreign.key = {ip("172.16.0.1"), 80, Protocol::TCP, 0};
+    f.ipvs.addService(foreign);
+    ipvs::VirtualServer fwmark;
+    fwmark.key.fwmark = 7;
+    f.ipvs.addService(fwmark);
+    CHECK(f.verify().total() == 0);
+    const int w = f.writes();
+    REQUIRE(f.sync());
+    CHECK(f.writes() == w);
+    CHECK(f.ipvs.table.size() == 3);
+}
+
+TEST_CASE("objects written after a snapshot began are not mistaken for drift", "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    p.onServiceUpsert(web());
+    REQUIRE(f.sync());
+    const auto seq = p.opSeq();
+    auto snap = takeSnapshot(f.ipvs);  // taken before the change below
+    REQUIRE(snap.has_value());
+    p.onServiceUpsert(ServiceBuilder("default", "new", "10.96.0.30").port("p", 80));
+    p.onServiceDelete({"default", "web"});
+    REQUIRE(f.sync());
+    CHECK(p.verify(*snap, seq).ipvsRepairs == 0);
+    CHECK_FALSE(p.pending());
+}
+
+TEST_CASE("two Services wanting one virtual server: the first keeps it, the second inherits it",
+          "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    p.onServiceUpsert(
+        ServiceBuilder("default", "a", "10.96.0.40").port("p", 80).externalIp("198.51.100.9"));
+    REQUIRE(f.sync());
+    p.onServiceUpsert(
+        ServiceBuilder("default", "b", "10.96.0.41").port("p", 80).externalIp("198.51.100.9"));
+    SliceBuilder bs("default", "b-1", "b");
+    bs.port("p", 9090).ep("10.244.5.5");
+    p.onSliceUpsert(bs);
+    REQUIRE(f.sync());
+    const ipvs::ServiceKey shared{ip("198.51.100.9"), 80, Protocol::TCP, 0};
+    CHECK(f.ipvs.table.at(shared).dests.empty());  // a's (no endpoints)
+    CHECK(f.reg.value("kube_ipvs_virtual_server_conflicts_total", {{"ip_family", "IPv4"}}) == 1);
+    p.onServiceDelete({"default", "a"});
+    REQUIRE(f.sync());
+    REQUIRE(f.ipvs.table.count(shared) == 1);
+    CHECK(f.ipvs.table.at(shared).dests.size() == 1);
+    CHECK(f.bound().count(ip("198.51.100.9")) == 1);  // still wanted by b
+}
+
+TEST_CASE("NodePorts answer on the node addresses nodePortAddresses selects", "[proxier]") {
+    Fixture f;
+    f.addrs.links["eth1"].type = "veth";
+    f.addrs.links["eth1"].addresses = {ip("10.0.0.10")};
+    f.cfg.nodePortCidrs = {cidr("10.0.0.0/8")};
+    auto& p = f.start();
+    p.onServiceUpsert(ServiceBuilder("default", "np", "10.96.0.20")
+                          .type(k8s::ServiceType::NodePort)
+                          .port("p", 80, Protocol::TCP, 30080));
+    REQUIRE(f.sync());
+    CHECK(f.table() == std::vector<std::string>{"10.0.0.10:30080/TCP ->", "10.96.0.20:80/TCP ->"});
+    CHECK(f.set(names::kSetNodePortTcp) == std::set<SetEntry>{SetEntry::portOnly(30080)});
+}
+
+TEST_CASE("health-check ports follow LoadBalancer eTP=Local Services", "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    p.onServiceUpsert(ServiceBuilder("default", "lb", "10.96.0.50")
+                          .port("p", 80, Protocol::TCP, 30080)
+                          .lb("203.0.113.5")
+                          .etpLocal(32001));
+    REQUIRE(f.sync());
+    REQUIRE(p.healthChecks().count({"default", "lb"}) == 1);
+    CHECK(p.healthChecks().at({"default", "lb"}).port == 32001);
+    CHECK(p.healthChecks().at({"default", "lb"}).localEndpoints == 0);
+    const auto gen = p.healthCheckGeneration();
+    SliceBuilder s("default", "lb-1", "lb");
+    s.port("p", 8080)
+        .ep("10.244.1.5", "node-1")
+        .ep("10.244.1.6", "node-1")
+        .ep("10.244.2.5", "node-2");
+    p.onSliceUpsert(s);
+    REQUIRE(f.sync());
+    CHECK(p.healthChecks().at({"default", "lb"}).localEndpoints == 2);
+    CHECK(p.healthCheckGeneration() > gen);
+    p.onServiceDelete({"default", "lb"});
+    REQUIRE(f.sync());
+    CHECK(p.healthChecks().empty());
+}
+
+TEST_CASE("LB source ranges that exclude the node become an out-filter drop", "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    p.onServiceUpsert(ServiceBuilder("default", "lb", "10.96.0.50")
+                          .port("p", 443)
+                          .lb("203.0.113.5")
+                          .sourceRange("198.51.100.0/24"));
+    REQUIRE(f.sync());
+    const auto& in = f.rules.syncs.back();
+    CHECK(in.noNodeAccess ==
+          std::vector<ipvs::NoNodeAccess>{{ip("203.0.113.5"), Protocol::TCP, 443}});
+    CHECK(in.nonEmptySets.count(std::string(names::kSetLoadBalancerFw)) == 1);
+    CHECK(f.set(names::kSetLoadBalancerSourceCidr).size() == 1);
+}
+
+TEST_CASE("IPv6 proxier uses KUBE-6- sets and v6 objects only", "[proxier]") {
+    Fixture f(net::Family::V6);
+    auto& p = f.start();
+    p.onServiceUpsert(
+        ServiceBuilder("default", "d", "10.96.0.17").dual("fd00:96::17").port("p", 80));
+    SliceBuilder v4("default", "d-4", "d");
+    v4.port("p", 8080).ep("10.244.1.7");
+    SliceBuilder v6("default", "d-6", "d", k8s::AddressType::IPv6);
+    v6.port("p", 8080).ep("fd00:244::7");
+    p.onSliceUpsert(v4);
+    p.onSliceUpsert(v6);
+    REQUIRE(f.sync());
+    CHECK(f.table() == std::vector<std::string>{"[fd00:96::17]:80/TCP -> [fd00:244::7]:8080@1"});
+    CHECK(f.set(names::kSetClusterIp, net::Family::V6) ==
+          std::set<SetEntry>{SetEntry::ipPort(ip("fd00:96::17"), Protocol::TCP, 80)});
+    CHECK(f.bound() == std::set<net::IpAddress>{ip("fd00:96::17")});
+    CHECK(f.rules.syncs.back().family == net::Family::V6);
+}
+
+TEST_CASE("route binding makes VIPs local with routes instead of addresses", "[proxier]") {
+    Fixture f;
+    f.cfg.binding = VipBinding::Route;
+    auto& p = f.start();
+    p.onServiceUpsert(web());
+    REQUIRE(f.sync());
+    CHECK(f.bound().empty());
+    CHECK(f.addrs.links.at(kDummy).localRoutes == std::set<net::IpAddress>{ip("10.96.0.10")});
+    CHECK(f.set(names::kSetIpvsIps) == std::set<SetEntry>{SetEntry::address(ip("10.96.0.10"))});
+    p.onServiceDelete({"default", "web"});
+    REQUIRE(f.sync());
+    CHECK(f.addrs.links.at(kDummy).localRoutes.empty());
+}
+
+TEST_CASE("network programming latency is measured from the trigger time", "[proxier]") {
+    Fixture f;
+    f.cfg.startWallNs = f.wallNs - 10'000'000'000;
+    auto& p = f.start();
+    p.onServiceUpsert(web());
+    auto s = webSlice({"10.244.1.7"});
+    s.triggerTimeNs = f.wallNs - 2'000'000'000;  // 2 s before the sync
+    p.onSliceUpsert(s);
+    auto old = webSlice({"10.244.1.7", "10.244.1.8"});
+    old.triggerTimeNs = f.cfg.startWallNs - 1;  // before we started: not measured
+    REQUIRE(f.sync());
+    const auto text = f.reg.render();
+    INFO(text);
+    CHECK(text.find("kubeproxy_network_programming_duration_seconds_bucket{ip_family=\"IPv4\","
+                    "le=\"1\"} 0") != std::string::npos);
+    CHECK(text.find("kubeproxy_network_programming_duration_seconds_bucket{ip_family=\"IPv4\","
+                    "le=\"2\"} 1") != std::string::npos);
+    p.onSliceUpsert(old);
+    REQUIRE(f.sync());
+    CHECK(f.reg.value("kubeproxy_network_programming_duration_seconds", {{"ip_family", "IPv4"}}) ==
+          1);
+}
+
+TEST_CASE("a weight-0 leftover that is still wanted is reset on the first sync", "[proxier]") {
+    Fixture f;
+    programAndStop(f);
+    f.ipvs.table.at(kWebVs).dests.at({ip("10.244.1.7"), 8080}).dest.weight = 0;
+    f.make();
+    REQUIRE(f.p->adopt());
+    f.p->onNodeUpsert(node("node-1", "192.168.1.10"));
+    feedSame(*f.p);
+    f.p->setServicesSynced();
+    f.p->setSlicesSynced();
+    f.p->setNodeSynced();
+    f.journal.clear();
+    REQUIRE(f.sync());
+    CHECK(f.journal ==
+          std::vector<std::string>{"ipvs update-dest 10.96.0.10:80/TCP -> 10.244.1.7:8080"});
+    CHECK(f.p->terminatingCount() == 0);
+}
