@@ -1,0 +1,565 @@
+#include "ipvs/libipset.h"
+
+#include <libipset/data.h>
+#include <libipset/linux_ip_set.h>
+#include <libipset/nfproto.h>
+#include <libipset/session.h>
+#include <libipset/types.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+
+namespace kipvs::ipvs {
+
+namespace {
+
+// libipset's print hook: everything it would print lands in the LibIpset's buffer.
+__attribute__((format(printf, 3, 4))) int printToBuffer(ipset_session* /*session*/, void* p,
+                                                        const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    va_list again;
+    va_copy(again, ap);
+    std::array<char, 1024> small{};
+    const int n = std::vsnprintf(small.data(), small.size(), fmt, ap);
+    va_end(ap);
+    if (n >= 0) {
+        auto* self = static_cast<LibIpset*>(p);
+        if (static_cast<std::size_t>(n) < small.size()) {
+            self->appendOutput(small.data(), static_cast<std::size_t>(n));
+        } else {
+            std::string big(static_cast<std::size_t>(n) + 1, '\0');
+            std::vsnprintf(big.data(), big.size(), fmt, again);
+            self->appendOutput(big.data(), static_cast<std::size_t>(n));
+        }
+    }
+    va_end(again);
+    return n;
+}
+
+// Everything the kernel or libipset refuses: libipset reports text, not an errno.
+Error ipsetError(const std::string& what, const std::string& report) {
+    return {std::error_code(EIO, std::generic_category()), what + ": " + report};
+}
+
+bool validName(const std::string& name) {
+    return !name.empty() && name.size() < IPSET_MAXNAMELEN;
+}
+
+Error badName(const std::string& what, const std::string& name) {
+    return Error::invalid(what + ": invalid set name \"" + name + "\" (1 to " +
+                          std::to_string(IPSET_MAXNAMELEN - 1) + " characters)");
+}
+
+std::string familyWord(net::Family f) {
+    return f == net::Family::V4 ? "inet" : "inet6";
+}
+
+std::vector<std::string_view> words(std::string_view line) {
+    std::vector<std::string_view> out;
+    std::size_t i = 0;
+    while (i < line.size()) {
+        while (i < line.size() && line[i] == ' ') {
+            ++i;
+        }
+        const std::size_t start = i;
+        while (i < line.size() && line[i] != ' ') {
+            ++i;
+        }
+        if (i > start) {
+            out.push_back(line.substr(start, i - start));
+        }
+    }
+    return out;
+}
+
+std::vector<std::string_view> lines(std::string_view text) {
+    std::vector<std::string_view> out;
+    while (!text.empty()) {
+        const auto nl = text.find('\n');
+        out.push_back(text.substr(0, nl));
+        if (nl == std::string_view::npos) {
+            break;
+        }
+        text.remove_prefix(nl + 1);
+    }
+    return out;
+}
+
+template <class T>
+bool parseNumber(std::string_view s, T& v) {
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    return ec == std::errc() && p == s.data() + s.size();
+}
+
+// What `ipset list -t` says about a set, with the type as text so that a set of a type we do
+// not use can still be named in an error.
+struct RawInfo {
+    std::string type;
+    std::string family;  // "inet", "inet6"; empty for bitmap:port
+    std::uint32_t maxElem = 0;
+    std::uint32_t entries = 0;
+};
+
+std::optional<RawInfo> parseHeader(std::string_view text) {
+    RawInfo info;
+    bool haveType = false;
+    for (auto line : lines(text)) {
+        constexpr std::string_view kType = "Type: ";
+        constexpr std::string_view kHeader = "Header: ";
+        constexpr std::string_view kEntries = "Number of entries: ";
+        if (line.starts_with(kType)) {
+            info.type = std::string(line.substr(kType.size()));
+            haveType = true;
+        } else if (line.starts_with(kHeader)) {
+            const auto w = words(line.substr(kHeader.size()));
+            for (std::size_t i = 0; i + 1 < w.size(); ++i) {
+                if (w[i] == "family") {
+                    info.family = std::string(w[i + 1]);
+                } else if (w[i] == "maxelem") {
+                    parseNumber(w[i + 1], info.maxElem);
+                } else if (w[i] == "range") {
+                    // bitmap:port holds exactly its range.
+                    const auto dash = w[i + 1].find('-');
+                    std::uint32_t from = 0;
+                    std::uint32_t to = 0;
+                    if (dash != std::string_view::npos &&
+                        parseNumber(w[i + 1].substr(0, dash), from) &&
+                        parseNumber(w[i + 1].substr(dash + 1), to) && to >= from) {
+                        info.maxElem = to - from + 1;
+                    }
+                }
+            }
+        } else if (line.starts_with(kEntries)) {
+            parseNumber(line.substr(kEntries.size()), info.entries);
+        }
+    }
+    if (!haveType) {
+        return std::nullopt;
+    }
+    return info;
+}
+
+// Does the entry's address family fit the set's? Sets of family inet take IPv4 entries only.
+std::optional<net::Family> entryFamily(SetType t, const SetEntry& e) {
+    switch (t) {
+        case SetType::HashIp:
+        case SetType::HashIpPort:
+            return e.ip.family();
+        case SetType::HashIpPortIp:
+            if (e.ip2.family() != e.ip.family()) {
+                return std::nullopt;
+            }
+            return e.ip.family();
+        case SetType::HashIpPortNet:
+            if (e.net.family() != e.ip.family()) {
+                return std::nullopt;
+            }
+            return e.ip.family();
+        case SetType::HashNet:
+            return e.net.family();
+        case SetType::BitmapPort:
+            break;
+    }
+    return std::nullopt;
+}
+
+// "Error in line 17: Hash is full, cannot add more elements" -> (17, "Hash is full, ...").
+std::pair<std::uint32_t, std::string> splitLineNo(const std::string& report) {
+    constexpr std::string_view kPrefix = "Error in line ";
+    std::string_view r(report);
+    if (!r.starts_with(kPrefix)) {
+        return {0, report};
+    }
+    r.remove_prefix(kPrefix.size());
+    const auto colon = r.find(": ");
+    std::uint32_t line = 0;
+    if (colon == std::string_view::npos || !parseNumber(r.substr(0, colon), line)) {
+        return {0, report};
+    }
+    return {line, std::string(r.substr(colon + 2))};
+}
+
+}  // namespace
+
+void LibIpset::SessionDeleter::operator()(ipset_session* s) const {
+    ipset_session_fini(s);
+}
+
+LibIpset::~LibIpset() = default;
+
+Result<std::unique_ptr<LibIpset>> LibIpset::open() {
+    // Registers libipset's set types once per process (it ignores later calls).
+    ipset_load_types();
+    std::unique_ptr<LibIpset> self(new LibIpset());
+    self->session_.reset(ipset_session_init(printToBuffer, self.get()));
+    if (!self->session_) {
+        return Error::sys(ENOMEM, "ipset session");
+    }
+    // -exist semantics for create, add and del: creating an identical set, adding a present
+    // entry and deleting an absent one all succeed.
+    ipset_envopt_set(self->session_.get(), IPSET_ENV_EXIST);
+    if (ipset_cmd(self->session_.get(), IPSET_CMD_NONE, 0) < 0) {
+        return ipsetError("ipset protocol check", self->takeReport());
+    }
+    self->takeReport();  // a protocol-version warning, if any
+    return self;
+}
+
+std::string LibIpset::takeReport() {
+    std::string r = ipset_session_report_msg(session_.get());
+    while (!r.empty() && (r.back() == '\n' || r.back() == ' ')) {
+        r.pop_back();
+    }
+    ipset_session_report_reset(session_.get());
+    return r;
+}
+
+Result<void> LibIpset::run(int cmd, const std::string& what) {
+    if (ipset_cmd(session_.get(), static_cast<enum ipset_cmd>(cmd), 0) < 0) {
+        ipset_data_reset(ipset_session_data(session_.get()));
+        return ipsetError(what, takeReport());
+    }
+    takeReport();
+    return ok();
+}
+
+Result<std::string> LibIpset::listText(const std::string& name, bool headerOnly, bool save) {
+    ipset_session* s = session_.get();
+    out_.clear();
+    ipset_session_output(s, save ? IPSET_LIST_SAVE : IPSET_LIST_PLAIN);
+    if (name.empty()) {
+        ipset_envopt_set(s, IPSET_ENV_LIST_SETNAME);
+    } else {
+        ipset_session_data_set(s, IPSET_SETNAME, name.c_str());
+    }
+    if (headerOnly) {
+        ipset_envopt_set(s, IPSET_ENV_LIST_HEADER);
+    }
+    const int r = ipset_cmd(s, IPSET_CMD_LIST, 0);
+    ipset_envopt_unset(s, IPSET_ENV_LIST_SETNAME);
+    ipset_envopt_unset(s, IPSET_ENV_LIST_HEADER);
+    if (r < 0) {
+        ipset_data_reset(ipset_session_data(s));
+        return ipsetError(name.empty() ? "ipset list" : "ipset list " + name, takeReport());
+    }
+    takeReport();
+    std::string text;
+    text.swap(out_);
+    return text;
+}
+
+Result<std::vector<std::string>> LibIpset::setNames() {
+    auto text = listText("", false, false);
+    if (!text) {
+        return text.error();
+    }
+    std::vector<std::string> out;
+    for (auto line : lines(*text)) {
+        if (!line.empty()) {
+            out.emplace_back(line);
+        }
+    }
+    return out;
+}
+
+Result<std::optional<SetInfo>> LibIpset::info(const std::string& name) {
+    const std::string what = "ipset info " + name;
+    if (!validName(name)) {
+        return badName(what, name);
+    }
+    auto text = listText(name, true, false);
+    if (!text) {
+        // libipset reports a missing set as text only; tell it from other failures by
+        // asking for the names.
+        auto names = setNames();
+        if (names && std::find(names->begin(), names->end(), name) == names->end()) {
+            return std::optional<SetInfo>();
+        }
+        return text.error();
+    }
+    auto raw = parseHeader(*text);
+    if (!raw) {
+        return Error::protocol(what + ": cannot read the listing header");
+    }
+    auto type = parseSetType(raw->type);
+    if (!type) {
+        return Error::invalid(what + ": set has type " + raw->type +
+                              ", which kube-ipvs does not use");
+    }
+    SetInfo info;
+    info.name = name;
+    info.type = *type;
+    info.family = raw->family == "inet6" ? net::Family::V6 : net::Family::V4;
+    info.maxElem = raw->maxElem;
+    info.entries = raw->entries;
+    return std::optional<SetInfo>(info);
+}
+
+Result<void> LibIpset::create(const SetSpec& spec) {
+    const bool bitmap = spec.type == SetType::BitmapPort;
+    std::string what = "ipset create " + spec.name + " " + std::string(setTypeName(spec.type));
+    if (bitmap) {
+        what += " range " + std::to_string(spec.portFrom) + "-" + std::to_string(spec.portTo);
+    } else {
+        what += " family " + familyWord(spec.family) + " hashsize " +
+                std::to_string(spec.hashSize) + " maxelem " + std::to_string(spec.maxElem);
+    }
+    if (!validName(spec.name)) {
+        return badName(what, spec.name);
+    }
+    // An existing set: fine if it is of this type and family, an error naming both if not.
+    // (Size parameters of an existing set are left as they are, as with kube-proxy's
+    // "create -exist", which would otherwise fail on them.)
+    if (auto text = listText(spec.name, true, false)) {
+        auto raw = parseHeader(*text);
+        if (!raw) {
+            return Error::protocol(what + ": cannot read the existing set's header");
+        }
+        const bool sameType = raw->type == setTypeName(spec.type);
+        const bool sameFamily = bitmap || raw->family == familyWord(spec.family);
+        if (sameType && sameFamily) {
+            return ok();
+        }
+        std::string existing = raw->type;
+        if (!raw->family.empty()) {
+            existing += " family " + raw->family;
+        }
+        return Error::sys(EEXIST, what + ": a set of that name exists with type " + existing);
+    }
+
+    ipset_session* s = session_.get();
+    ipset_data* data = ipset_session_data(s);
+    const std::string typeName(setTypeName(spec.type));
+    ipset_session_data_set(s, IPSET_SETNAME, spec.name.c_str());
+    ipset_session_data_set(s, IPSET_OPT_TYPENAME, typeName.c_str());
+    if (!bitmap) {
+        const std::uint8_t family = spec.family == net::Family::V4 ? NFPROTO_IPV4 : NFPROTO_IPV6;
+        ipset_session_data_set(s, IPSET_OPT_FAMILY, &family);
+    }
+    if (ipset_type_get(s, IPSET_CMD_CREATE) == nullptr) {
+        ipset_data_reset(data);
+        return ipsetError(what, takeReport());
+    }
+    if (bitmap) {
+        ipset_session_data_set(s, IPSET_OPT_PORT, &spec.portFrom);
+        ipset_session_data_set(s, IPSET_OPT_PORT_TO, &spec.portTo);
+    } else {
+        ipset_session_data_set(s, IPSET_OPT_HASHSIZE, &spec.hashSize);
+        ipset_session_data_set(s, IPSET_OPT_MAXELEM, &spec.maxElem);
+    }
+    return run(IPSET_CMD_CREATE, what);
+}
+
+Result<std::vector<SetEntry>> LibIpset::list(const std::string& name) {
+    const std::string what = "ipset list " + name;
+    if (!validName(name)) {
+        return badName(what, name);
+    }
+    auto text = listText(name, false, true);
+    if (!text) {
+        return text.error();
+    }
+    // Save format: "create NAME TYPE options..." then one "add NAME MEMBER [extensions]" per
+    // member.
+    std::optional<SetType> type;
+    std::vector<SetEntry> out;
+    for (auto line : lines(*text)) {
+        const auto w = words(line);
+        if (w.size() >= 3 && w[0] == "create") {
+            type = parseSetType(w[2]);
+            if (!type) {
+                return Error::invalid(what + ": set has type " + std::string(w[2]) +
+                                      ", which kube-ipvs does not use");
+            }
+        } else if (w.size() >= 3 && w[0] == "add") {
+            if (!type) {
+                return Error::protocol(what + ": member listed before the set's type");
+            }
+            auto e = SetEntry::parse(*type, w[2]);
+            if (!e) {
+                return Error::protocol(what + ": cannot parse member \"" + std::string(w[2]) +
+                                       "\"");
+            }
+            out.push_back(*e);
+        }
+    }
+    return out;
+}
+
+std::vector<Result<void>> LibIpset::apply(const std::string& name, SetType type,
+                                          std::span<const SetOp> ops) {
+    std::vector<Result<void>> out(ops.size());
+    if (ops.empty()) {
+        return out;
+    }
+    const auto opText = [&](std::size_t i) {
+        return std::string(ops[i].kind == SetOpKind::Add ? "ipset add " : "ipset del ") + name +
+               " " + ops[i].entry.toString(type);
+    };
+    const auto failAll = [&](std::size_t from, const std::string& report) {
+        for (std::size_t i = from; i < ops.size(); ++i) {
+            if (out[i]) {
+                out[i] = ipsetError(opText(i), report);
+            }
+        }
+    };
+    if (!validName(name)) {
+        for (std::size_t i = 0; i < ops.size(); ++i) {
+            out[i] = badName(opText(i), name);
+        }
+        return out;
+    }
+
+    ipset_session* s = session_.get();
+    ipset_data* data = ipset_session_data(s);
+    // libipset caches set name -> type for the life of the process; drop our set's entry so
+    // that the type and family come from the kernel now (a set recreated by someone else
+    // with another type would otherwise get entries encoded for the old one).
+    ipset_cache_del(name.c_str());
+    ipset_session_data_set(s, IPSET_SETNAME, name.c_str());
+    const ipset_type* kernelType = ipset_type_get(s, IPSET_CMD_ADD);
+    if (kernelType == nullptr) {
+        ipset_data_reset(data);
+        failAll(0, takeReport());
+        return out;
+    }
+    const std::uint8_t setFamily = ipset_data_family(data);
+    ipset_data_reset(data);
+    if (setTypeName(type) != kernelType->name) {
+        failAll(0, "set has type " + std::string(kernelType->name) + ", not " +
+                       std::string(setTypeName(type)));
+        return out;
+    }
+
+    // Entries whose family cannot fit the set never reach the kernel.
+    std::vector<bool> skip(ops.size(), false);
+    if (type != SetType::BitmapPort) {
+        const auto want = setFamily == NFPROTO_IPV6 ? net::Family::V6 : net::Family::V4;
+        for (std::size_t i = 0; i < ops.size(); ++i) {
+            const auto f = entryFamily(type, ops[i].entry);
+            if (f != want) {
+                skip[i] = true;
+                out[i] = Error::invalid(opText(i) + ": entry does not fit a set of family " +
+                                        familyWord(want));
+            }
+        }
+    }
+
+    const auto stage = [&](std::size_t i) -> bool {
+        const SetEntry& e = ops[i].entry;
+        const auto cmd = ops[i].kind == SetOpKind::Add ? IPSET_CMD_ADD : IPSET_CMD_DEL;
+        ipset_session_data_set(s, IPSET_SETNAME, name.c_str());
+        if (ipset_type_get(s, cmd) == nullptr) {  // answered from libipset's cache
+            return false;
+        }
+        const auto proto = static_cast<std::uint8_t>(e.protocol);
+        switch (type) {
+            case SetType::HashIp:
+                ipset_session_data_set(s, IPSET_OPT_IP, e.ip.data());
+                break;
+            case SetType::HashIpPort:
+            case SetType::HashIpPortIp:
+            case SetType::HashIpPortNet:
+                ipset_session_data_set(s, IPSET_OPT_IP, e.ip.data());
+                ipset_session_data_set(s, IPSET_OPT_PROTO, &proto);
+                ipset_session_data_set(s, IPSET_OPT_PORT, &e.port);
+                if (type == SetType::HashIpPortIp) {
+                    ipset_session_data_set(s, IPSET_OPT_IP2, e.ip2.data());
+                } else if (type == SetType::HashIpPortNet) {
+                    const std::uint8_t cidr = e.net.prefix();
+                    ipset_session_data_set(s, IPSET_OPT_IP2, e.net.base().data());
+                    ipset_session_data_set(s, IPSET_OPT_CIDR2, &cidr);
+                }
+                break;
+            case SetType::HashNet: {
+                const std::uint8_t cidr = e.net.prefix();
+                ipset_session_data_set(s, IPSET_OPT_IP, e.net.base().data());
+                ipset_session_data_set(s, IPSET_OPT_CIDR, &cidr);
+                break;
+            }
+            case SetType::BitmapPort:
+                ipset_session_data_set(s, IPSET_OPT_PORT, &e.port);
+                break;
+        }
+        // A non-zero line number puts libipset in restore mode: consecutive adds (or dels) to
+        // one set are aggregated into one message, and a refused entry is reported by it.
+        return ipset_cmd(s, cmd, static_cast<std::uint32_t>(i + 1)) == 0;
+    };
+
+    std::size_t start = 0;
+    while (start < ops.size()) {
+        bool failed = false;
+        for (std::size_t i = start; i < ops.size() && !failed; ++i) {
+            if (!skip[i]) {
+                failed = !stage(i);
+            }
+        }
+        if (!failed) {
+            failed = ipset_commit(s) < 0;
+        }
+        if (!failed) {
+            takeReport();
+            break;
+        }
+        ipset_data_reset(data);
+        const auto [line, text] = splitLineNo(takeReport());
+        if (line == 0 || line - 1 < start || line > ops.size()) {
+            // Not about one entry (the set vanished, the socket failed): we cannot tell
+            // which of the remaining entries were applied.
+            failAll(start, text);
+            break;
+        }
+        // The kernel applied the entries of the failed message before this one and none after
+        // it; those after go again (re-adding one that made it is harmless with -exist).
+        out[line - 1] = ipsetError(opText(line - 1), text);
+        skip[line - 1] = true;
+        start = line;
+    }
+    return out;
+}
+
+Result<void> LibIpset::flush(const std::string& name) {
+    const std::string what = "ipset flush " + name;
+    if (!validName(name)) {
+        return badName(what, name);
+    }
+    ipset_session_data_set(session_.get(), IPSET_SETNAME, name.c_str());
+    return run(IPSET_CMD_FLUSH, what);
+}
+
+Result<void> LibIpset::destroy(const std::string& name) {
+    const std::string what = "ipset destroy " + name;
+    if (!validName(name)) {
+        return badName(what, name);
+    }
+    ipset_session_data_set(session_.get(), IPSET_SETNAME, name.c_str());
+    auto r = run(IPSET_CMD_DESTROY, what);
+    if (!r) {
+        auto names = setNames();
+        if (names && std::find(names->begin(), names->end(), name) == names->end()) {
+            return ok();  // already gone
+        }
+    }
+    return r;
+}
+
+Result<void> LibIpset::swap(const std::string& a, const std::string& b) {
+    const std::string what = "ipset swap " + a + " " + b;
+    if (!validName(a)) {
+        return badName(what, a);
+    }
+    if (!validName(b)) {
+        return badName(what, b);
+    }
+    ipset_session_data_set(session_.get(), IPSET_SETNAME, a.c_str());
+    ipset_session_data_set(session_.get(), IPSET_OPT_SETNAME2, b.c_str());
+    return run(IPSET_CMD_SWAP, what);
+}
+
+}  // namespace kipvs::ipvs

@@ -1,0 +1,62 @@
+// ipsets through libipset, in-process: the kernel's ipset netlink protocol with libipset's own
+// encoding and error texts, and no `ipset` binary (kube-proxy execs it once per entry).
+//
+// - Entries are handed to libipset as values (address bytes, protocol number, port), not as
+//   text to parse, so nothing depends on /etc/protocols (kubernetes#68703).
+// - apply() uses libipset's restore mode: consecutive adds (or deletes) to one set share one
+//   netlink message, about a hundred entries per message. The kernel stops a message at the
+//   first entry it refuses and names it by line number; we record that entry's error and
+//   resend the rest, so one bad entry (e.g. a full set) does not sink the others.
+// - Output libipset prints (listings) goes to a string through a custom print function, never
+//   to stdout, and is parsed with SetEntry::parse().
+//
+// libipset keeps process-wide state (its registry of set types and a cache of set name ->
+// type). One LibIpset should be used from one thread at a time; the cache entry of a set is
+// dropped before each apply() so that a set recreated by someone else with another type is
+// seen as it is now.
+#pragma once
+
+#include <memory>
+
+#include "ipvs/ipset.h"
+
+struct ipset_session;
+
+namespace kipvs::ipvs {
+
+class LibIpset final : public Ipset {
+  public:
+    // Loads libipset's set types and checks that the kernel speaks the ipset protocol.
+    static Result<std::unique_ptr<LibIpset>> open();
+    ~LibIpset() override;
+
+    Result<std::vector<std::string>> setNames() override;
+    Result<std::optional<SetInfo>> info(const std::string& name) override;
+    Result<void> create(const SetSpec& spec) override;
+    Result<std::vector<SetEntry>> list(const std::string& name) override;
+    std::vector<Result<void>> apply(const std::string& name, SetType type,
+                                    std::span<const SetOp> ops) override;
+    Result<void> flush(const std::string& name) override;
+    Result<void> destroy(const std::string& name) override;
+    Result<void> swap(const std::string& a, const std::string& b) override;
+
+    // Appends libipset's printed output; called through libipset's print hook.
+    void appendOutput(const char* text, std::size_t len) { out_.append(text, len); }
+
+  private:
+    struct SessionDeleter {
+        void operator()(ipset_session* s) const;
+    };
+    LibIpset() = default;
+
+    // Runs a command prepared in the session's data; on failure returns libipset's message.
+    Result<void> run(int cmd, const std::string& what);
+    // libipset's report text without its trailing newline, and resets the report.
+    std::string takeReport();
+    Result<std::string> listText(const std::string& name, bool headerOnly, bool save);
+
+    std::unique_ptr<ipset_session, SessionDeleter> session_;
+    std::string out_;
+};
+
+}  // namespace kipvs::ipvs
