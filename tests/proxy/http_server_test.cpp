@@ -1,0 +1,123 @@
+// The HTTP server on loopback, through a real TCP client.
+#include <catch2/catch.hpp>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+
+#include <string>
+#include <thread>
+
+#include "proxy/http_server.h"
+
+using namespace kipvs::proxy;
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+// Sends raw request bytes and returns everything the server wrote until it closed.
+std::string exchange(std::uint16_t port, const std::string& raw) {
+    asio::io_context io;
+    tcp::socket s(io);
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    asio::write(s, asio::buffer(raw));
+    std::string out;
+    boost::system::error_code ec;
+    char buf[4096];
+    for (;;) {
+        const auto n = s.read_some(asio::buffer(buf), ec);
+        out.append(buf, n);
+        if (ec) {
+            break;
+        }
+    }
+    return out;
+}
+
+struct Running {
+    asio::io_context io;
+    std::unique_ptr<HttpServer> server;
+    std::thread thread;
+    explicit Running(HttpHandler h) {
+        auto r = HttpServer::listen(io, "127.0.0.1:0", std::move(h));
+        REQUIRE(r.has_value());
+        server = std::move(*r);
+        thread = std::thread([this] { io.run(); });
+    }
+    ~Running() {
+        asio::post(io, [this] { server->close(); });
+        io.stop();
+        thread.join();
+    }
+};
+
+}  // namespace
+
+TEST_CASE("the server answers with the handler's status, type, headers and body", "[http]") {
+    Running r([](const HttpRequest& req) {
+        if (req.path() != "/healthz") {
+            return HttpResponse::notFound();
+        }
+        HttpResponse res;
+        res.contentType = "application/json";
+        res.headers.emplace_back("X-Content-Type-Options", "nosniff");
+        res.body = "{\"method\":\"" + req.method + "\",\"target\":\"" + req.target + "\"}";
+        return res;
+    });
+    const auto ok = exchange(r.server->port(),
+                             "GET /healthz?x=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    INFO(ok);
+    CHECK(ok.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+    CHECK(ok.find("Content-Type: application/json\r\n") != std::string::npos);
+    CHECK(ok.find("X-Content-Type-Options: nosniff\r\n") != std::string::npos);
+    CHECK(ok.find("{\"method\":\"GET\",\"target\":\"/healthz?x=1\"}") != std::string::npos);
+
+    const auto missing =
+        exchange(r.server->port(), "GET /debug HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    CHECK(missing.rfind("HTTP/1.1 404 Not Found\r\n", 0) == 0);
+}
+
+TEST_CASE("keep-alive serves several requests on one connection", "[http]") {
+    int calls = 0;
+    Running r([&](const HttpRequest&) {
+        ++calls;
+        HttpResponse res;
+        res.body = "n=" + std::to_string(calls);
+        return res;
+    });
+    const auto out = exchange(r.server->port(),
+                              "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+                              "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    CHECK(out.find("n=1") != std::string::npos);
+    CHECK(out.find("n=2") != std::string::npos);
+}
+
+TEST_CASE("garbage and oversized requests are refused without calling the handler", "[http]") {
+    int calls = 0;
+    Running r([&](const HttpRequest&) {
+        ++calls;
+        return HttpResponse{};
+    });
+    exchange(r.server->port(), "NOT HTTP AT ALL\r\n\r\n");
+    exchange(r.server->port(),
+             "GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(20000, 'x') + "\r\n\r\n");
+    CHECK(calls == 0);
+    // Still serving afterwards.
+    const auto ok = exchange(r.server->port(), "GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    CHECK(ok.rfind("HTTP/1.1 200", 0) == 0);
+    CHECK(calls == 1);
+}
+
+TEST_CASE("listen reports a bad or busy address", "[http]") {
+    asio::io_context io;
+    CHECK_FALSE(HttpServer::listen(io, "localhost:80", nullptr).has_value());
+    CHECK_FALSE(HttpServer::listen(io, "127.0.0.1:70000", nullptr).has_value());
+    auto a = HttpServer::listen(io, "127.0.0.1:0", nullptr);
+    REQUIRE(a.has_value());
+    auto b = HttpServer::listen(io, "127.0.0.1:" + std::to_string((*a)->port()), nullptr);
+    REQUIRE_FALSE(b.has_value());
+    CHECK(b.error().message.find("listen on 127.0.0.1:") == 0);
+}
