@@ -310,7 +310,10 @@ class ReflectorCore {
             return;
         }
         const bool inInitial = initial_;
-        if (framer_.pending() > 0) {
+        // A clean end inside an event is a server bug: relist. A reset or timeout naturally
+        // cuts an event short; it was not applied, and the re-watch from the last RV
+        // delivers it again.
+        if (framer_.pending() > 0 && error == nullptr) {
             streamError("watch stream ended inside an event (" + std::to_string(framer_.pending()) +
                         " bytes of a partial line)");
             return;

@@ -287,6 +287,8 @@ class Fake:
                     continue
                 if "path" in m and not re.search(m["path"], info["path"]):
                     continue
+                if "query" in m and not re.search(m["query"], info["query"]):
+                    continue
                 if f["count"] > 0:
                     f["count"] -= 1
                 f["hits"] = f.get("hits", 0) + 1
@@ -464,7 +466,7 @@ class Handler(BaseHTTPRequestHandler):
         r = self.route(path)
         res = r[0] if r else ""
         watch = q.get("watch", "").lower() not in ("", "0", "false")
-        info = {"verb": verb, "path": path, "resource": res, "watch": watch,
+        info = {"verb": verb, "path": path, "query": rawq, "resource": res, "watch": watch,
                 "watchlist": q.get("sendInitialEvents") == "true"}
         self.fake.log_request({"method": verb, "path": path, "query": rawq, "watch": watch,
                                "resource": res, "time": time.time(),

@@ -239,6 +239,23 @@ TEST_CASE("reset mid-stream re-watches at once from the last RV", "[reflector]")
     CHECK(r.handler.take() == Strings{"synced", "add default/a", "add default/b"});
 }
 
+TEST_CASE("a reset inside an event drops the partial event and re-watches", "[reflector]") {
+    Rig r;
+    r.start();
+    auto& w = r.list("100", {});
+    w.head(200);
+    r.clock->advance(5s);
+    const std::string ev = svcEvent("ADDED", "a", "101");
+    w.data(ev.substr(0, 20));
+    w.fail(TransportErrorKind::Reset, "connection reset by peer");
+    CHECK(r.observer.lists.size() == 1);
+    auto& w2 = r.req();
+    CHECK(w2.param("resourceVersion") == "100");
+    w2.head(200);
+    w2.data(ev);
+    CHECK(r.handler.take() == Strings{"synced", "add default/a"});
+}
+
 TEST_CASE("very short watch is an error: backoff and relist", "[reflector]") {
     Rig r;
     r.start();

@@ -1,0 +1,541 @@
+// The client against the fake API server over real TLS on loopback: the scenarios of
+// kubernetes-api.md §8.7, asserting the exact sequence of consumer callbacks and that the
+// consumer's cache ends equal to the server's state. Waits are on real events (with generous
+// limits), never on elapsed time.
+#include <catch2/catch.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/json.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <memory>
+
+#include "k8s-client/client.h"
+#include "k8s-client/decode.h"
+#include "tests/k8s/fake_server.h"
+#include "tests/k8s/test_util.h"
+
+using namespace kipvs::k8s;
+using namespace kipvs::k8s::testing;
+using namespace std::chrono_literals;
+using Strings = std::vector<std::string>;
+namespace json = boost::json;
+
+namespace {
+
+const std::string& tlsDir() {
+    static const std::string dir = [] {
+        char tmpl[] = "/tmp/kipvs-k8s-it-XXXXXX";
+        const char* d = mkdtemp(tmpl);
+        return std::string(d != nullptr ? d : "/tmp");
+    }();
+    return dir;
+}
+
+std::string svcObj(const std::string& name, const std::string& ip, int port = 80,
+                   const std::string& labels = "{}") {
+    return R"({"kind":"Service","apiVersion":"v1","metadata":{"name":")" + name +
+           R"(","namespace":"default","labels":)" + labels +
+           R"(},"spec":{"type":"ClusterIP","clusterIP":")" + ip +
+           R"(","ports":[{"name":"http","protocol":"TCP","port":)" + std::to_string(port) + "}]}}";
+}
+
+std::string sliceObj(const std::string& name, const std::string& svc, const std::string& type,
+                     const std::string& endpoints) {
+    return R"({"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","metadata":{"name":")" +
+           name + R"(","namespace":"default","labels":{"kubernetes.io/service-name":")" + svc +
+           R"("}},"addressType":")" + type +
+           R"(","ports":[{"name":"http","protocol":"TCP","port":8080}],"endpoints":)" + endpoints +
+           "}";
+}
+
+struct It {
+    explicit It(std::vector<std::string> serverArgs = {}, bool watchList = false) {
+        serverArgs.insert(serverArgs.begin(), {"--tls-dir", tlsDir(), "--token", "t1"});
+        server = std::make_unique<FakeServer>(serverArgs);
+        server->post("config", R"({"bookmark_interval":0.3})");
+        opts.watchList = watchList;
+        opts.version = "9.9.9";
+        opts.backoff.initial = 50ms;
+        opts.randomSeed = 7;
+        opts.headerTimeout = 10s;
+    }
+
+    kipvs::Result<ClientConfig> kubeconfig(const std::string& name = "kubeconfig-token.yaml") {
+        return loadKubeconfig(tlsDir() + "/" + name);
+    }
+
+    void connect(ClientConfig cfg) {
+        auto c = Client::create(ioc, cfg, opts, &observer);
+        REQUIRE(c.has_value());
+        client = std::move(*c);
+    }
+    void connect() {
+        auto cfg = kubeconfig();
+        REQUIRE(cfg.has_value());
+        connect(*cfg);
+    }
+
+    void startServices() {
+        services = client->watchServices(svcH);
+        services->start();
+    }
+    void startAll(const std::string& node = "node-1") {
+        startServices();
+        slices = client->watchEndpointSlices(sliceH);
+        slices->start();
+        nodes = client->watchNode(node, nodeH);
+        nodes->start();
+    }
+
+    bool runUntil(const std::function<bool()>& pred, std::chrono::seconds limit = 30s) {
+        const auto end = std::chrono::steady_clock::now() + limit;
+        while (!pred() && std::chrono::steady_clock::now() < end) {
+            ioc.restart();
+            ioc.run_for(5ms);
+        }
+        return pred();
+    }
+    // Runs until the server has `n` open watches on `resource`.
+    bool waitWatches(int n, const std::string& resource = "services") {
+        return runUntil([&] {
+            auto v = server->control("GET", "watches");
+            return v.at("by_resource").at(resource).as_int64() >= n;
+        });
+    }
+    std::int64_t rv() { return server->control("GET", "state").at("rv").as_int64(); }
+    json::array requests(const std::string& resource = "services") {
+        json::array out;
+        auto all = server->control("GET", "requests");
+        for (auto& r : all.at("requests").as_array()) {
+            if (r.at("resource").as_string() == resource) {
+                out.push_back(r);
+            }
+        }
+        return out;
+    }
+
+    // The server's objects as the consumer should see them: matching the proxy's selector and
+    // valid after decoding.
+    std::map<std::string, Service> serverServices() {
+        std::map<std::string, Service> out;
+        auto v = server->control("GET", "objects?resource=services");
+        for (auto& item : v.at("items").as_array()) {
+            const auto* labels = item.at("metadata").as_object().if_contains("labels");
+            if (labels != nullptr && labels->is_object() &&
+                (labels->as_object().contains("service.kubernetes.io/service-proxy-name") ||
+                 labels->as_object().contains("service.kubernetes.io/headless"))) {
+                continue;
+            }
+            DecodeReport r;
+            if (auto s = decodeService(item, r)) {
+                out[s->key.toString()] = *s;
+            }
+        }
+        return out;
+    }
+
+    boost::asio::io_context ioc;
+    std::unique_ptr<FakeServer> server;
+    ClientOptions opts;
+    CountingObserver observer;
+    std::unique_ptr<Client> client;
+    Recorder<Service> svcH;
+    Recorder<EndpointSlice> sliceH;
+    Recorder<Node> nodeH;
+    std::unique_ptr<Informer<Service>> services;
+    std::unique_ptr<Informer<EndpointSlice>> slices;
+    std::unique_ptr<Informer<Node>> nodes;
+};
+
+}  // namespace
+
+TEST_CASE("1 cold start: list RV 0 then watch; state equals the server's", "[it]") {
+    It t;
+    t.server->post(
+        "objects",
+        "[" + svcObj("a", "10.96.0.1") + "," + svcObj("b", "10.96.0.2") + "," +
+            svcObj("other", "10.96.0.3", 80,
+                   R"({"service.kubernetes.io/service-proxy-name":"x"})") +
+            "," + sliceObj("a-1", "a", "IPv4", R"([{"addresses":["10.1.0.1"]}])") +
+            R"(,{"kind":"Node","metadata":{"name":"node-1","labels":{"topology.kubernetes.io/zone":"z1"}},"spec":{}},)" +
+            R"({"kind":"Node","metadata":{"name":"node-2"},"spec":{}}])");
+    t.connect();
+    t.startAll();
+    REQUIRE(t.runUntil(
+        [&] { return t.services->hasSynced() && t.slices->hasSynced() && t.nodes->hasSynced(); }));
+    CHECK(t.svcH.take() == Strings{"add default/a", "add default/b", "synced"});
+    CHECK(t.sliceH.take() == Strings{"add default/a-1", "synced"});
+    CHECK(t.nodeH.take() == Strings{"add node-1", "synced"});
+    CHECK(t.nodeH.cache.at("node-1").zone == "z1");
+    CHECK(t.sliceH.cache.at("default/a-1").endpoints.at(0).address.toString() == "10.1.0.1");
+    CHECK(t.svcH.cache == t.serverServices());
+    REQUIRE(t.waitWatches(1));
+    auto reqs = t.requests();
+    REQUIRE(reqs.size() >= 2);
+    CHECK(reqs[0].at("query").as_string() ==
+          "labelSelector=%21service.kubernetes.io%2Fheadless%2C%21service.kubernetes.io%2Fservice-"
+          "proxy-name&limit=500&resourceVersion=0");
+    const auto& h = reqs[0].at("headers").as_object();
+    CHECK(h.at("User-Agent").as_string() == "kube-ipvs/9.9.9 (linux/amd64)");
+    CHECK(h.at("Accept").as_string() == "application/json");
+    CHECK(h.at("Authorization").as_string() == "Bearer t1");
+    CHECK(reqs[1].at("watch").as_bool());
+}
+
+TEST_CASE("2 steady state: add/update/delete; bookmarks move the RV only", "[it]") {
+    It t;
+    t.server->post("objects", svcObj("a", "10.96.0.1"));
+    t.connect();
+    t.startServices();
+    REQUIRE(t.runUntil([&] { return t.services->hasSynced(); }));
+    REQUIRE(t.waitWatches(1));
+    t.svcH.take();
+    t.server->post("objects", svcObj("b", "10.96.0.2"));
+    t.server->post("objects", svcObj("a", "10.96.0.1", 81));
+    t.server->post("objects",
+                   svcObj("a", "10.96.0.1", 81, R"({"unrelated":"label"})"));  // no visible change
+    t.server->post("delete", R"({"resource":"services","namespace":"default","name":"b"})");
+    REQUIRE(t.runUntil([&] { return t.svcH.log.size() >= 3; }));
+    // Changes elsewhere move the global RV; the services watch only sees bookmarks for them.
+    t.server->post("objects", R"({"kind":"Node","metadata":{"name":"n9"}})");
+    const auto target = std::to_string(t.rv());
+    REQUIRE(t.runUntil([&] { return t.observer.events >= 6; }));  // 4 events + bookmarks
+    t.server->post("close-watches", R"({"mode":"close"})");
+    REQUIRE(t.runUntil([&] { return t.observer.watches.size() >= 2; }));
+    CHECK(t.svcH.take() == Strings{"add default/b", "update default/a", "delete default/b"});
+    CHECK(t.observer.watches.back() == target);
+    CHECK(t.observer.lists.size() == 1);
+    CHECK(t.svcH.cache == t.serverServices());
+}
+
+TEST_CASE("3+4 endpoints: terminating, nil conditions, dual-stack slices, hints, node zone",
+          "[it]") {
+    It t;
+    t.server->post(
+        "objects",
+        R"([{"kind":"Service","metadata":{"name":"ds","namespace":"default"},"spec":{"type":"ClusterIP","clusterIP":"10.96.0.5","clusterIPs":["10.96.0.5","fd00::5"],"ipFamilies":["IPv4","IPv6"],"ports":[{"name":"http","port":80}]}},)" +
+            sliceObj(
+                "ds-v4", "ds", "IPv4",
+                R"([{"addresses":["10.1.0.1"],"conditions":{"ready":false,"serving":true,"terminating":true},"nodeName":"node-1","hints":{"forZones":[{"name":"z1"}]}},{"addresses":["10.1.0.2"]}])") +
+            "," +
+            sliceObj("ds-v6", "ds", "IPv6", R"([{"addresses":["fd00:1::1"],"conditions":{}}])") +
+            R"(,{"kind":"Node","metadata":{"name":"node-1","labels":{"topology.kubernetes.io/zone":"z1"}},"spec":{}}])");
+    t.connect();
+    t.startAll();
+    REQUIRE(t.runUntil(
+        [&] { return t.services->hasSynced() && t.slices->hasSynced() && t.nodes->hasSynced(); }));
+    const auto& svc = t.svcH.cache.at("default/ds");
+    REQUIRE(svc.clusterIPs.size() == 2);
+    CHECK(svc.clusterIPs[1].toString() == "fd00::5");
+    const auto& v4 = t.sliceH.cache.at("default/ds-v4");
+    CHECK((!v4.endpoints[0].ready && v4.endpoints[0].serving && v4.endpoints[0].terminating));
+    CHECK(v4.endpoints[0].nodeName.view() == "node-1");
+    REQUIRE(v4.endpoints[0].hints != nullptr);
+    CHECK(v4.endpoints[0].hints->forZones.at(0).view() == t.nodeH.cache.at("node-1").zone);
+    CHECK((v4.endpoints[1].ready && v4.endpoints[1].serving && !v4.endpoints[1].terminating));
+    const auto& v6 = t.sliceH.cache.at("default/ds-v6");
+    CHECK(v6.addressType == AddressType::IPv6);
+    CHECK((v6.endpoints.at(0).ready && v6.endpoints[0].serving && !v6.endpoints[0].terminating));
+}
+
+TEST_CASE("5 timeout roll-over resumes from the bookmark RV, no 410, no relist", "[it]") {
+    It t;
+    t.opts.minWatchTimeout = 2s;  // timeoutSeconds 2..3
+    t.connect();
+    t.startServices();
+    REQUIRE(t.runUntil([&] { return t.services->hasSynced(); }));
+    REQUIRE(t.waitWatches(1));
+    t.server->post("objects", svcObj("a", "10.96.0.1"));
+    t.server->post("objects", R"({"kind":"Node","metadata":{"name":"n9"}})");
+    REQUIRE(t.runUntil([&] { return t.observer.watches.size() >= 3; }));
+    t.server->post("objects", svcObj("b", "10.96.0.2"));
+    REQUIRE(t.runUntil([&] { return t.svcH.cache.size() == 2; }));
+    CHECK(t.svcH.take() == Strings{"synced", "add default/a", "add default/b"});
+    CHECK(t.observer.lists.size() == 1);
+    CHECK(t.observer.backoffs.empty());
+    for (const auto& m : t.observer.messages) {
+        CHECK(m.find("410") == std::string::npos);
+    }
+}
+
+TEST_CASE("6 history gap: compaction while disconnected → 410 → relist with deletions", "[it]") {
+    It t;
+    t.server->post("objects", "[" + svcObj("a", "10.96.0.1") + "," + svcObj("b", "10.96.0.2") +
+                                  "," + svcObj("c", "10.96.0.3") + "]");
+    t.connect();
+    t.startServices();
+    REQUIRE(t.runUntil([&] { return t.services->hasSynced(); }));
+    REQUIRE(t.waitWatches(1));
+    t.svcH.take();
+    REQUIRE(t.runUntil([&] { return t.observer.events >= 1; }));
+    t.server->post("config", R"({"bookmark_interval":0})");  // keep the client's RV old
+    t.server->post("faults", R"({"match":{"resource":"services","watch":true},"action":"hold"})");
+    t.server->post("close-watches", R"({"mode":"reset"})");
+    REQUIRE(t.runUntil([&] { return t.observer.watches.size() >= 2; }));
+    t.server->post("delete", R"({"resource":"services","namespace":"default","name":"b"})");
+    t.server->post("objects", svcObj("a", "10.96.0.1", 8080));
+    t.server->post("objects", svcObj("d", "10.96.0.4"));
+    t.server->post("compact", "{}");
+    t.server->post("release", "{}");
+    REQUIRE(t.runUntil([&] { return t.observer.lists.size() >= 2 && t.svcH.log.size() >= 3; }));
+    CHECK(t.svcH.take() == Strings{"update default/a", "add default/d", "delete default/b"});
+    CHECK(t.svcH.cache == t.serverServices());
+    bool saw410 = false;
+    for (const auto& m : t.observer.messages) {
+        saw410 = saw410 || m.find("410 Expired") != std::string::npos;
+    }
+    CHECK(saw410);
+}
+
+TEST_CASE("7a token rotation: 401 makes the client re-read its token file", "[it][auth]") {
+    It t;
+    const std::string tokenFile = tlsDir() + "/rotating-token";
+    std::ofstream(tokenFile) << "t1\n";
+    t.connect([&] {
+        auto cfg = t.kubeconfig();
+        cfg->token.clear();
+        cfg->tokenFile = tokenFile;
+        return *cfg;
+    }());
+    t.startServices();
+    REQUIRE(t.runUntil([&] { return t.services->hasSynced(); }));
+    REQUIRE(t.waitWatches(1));
+    std::ofstream(tokenFile) << "t2\n";
+    t.server->post("config", R"({"tokens":["t2"]})");
+    t.server->post("close-watches", R"({"mode":"close"})");
+    t.server->post("objects", svcObj("after", "10.96.0.9"));
+    REQUIRE(t.runUntil([&] { return t.svcH.cache.count("default/after") == 1; }));
+    bool saw401 = false;
+    for (const auto& m : t.observer.messages) {
+        saw401 = saw401 || m.find("401") != std::string::npos;
+    }
+    CHECK(saw401);
+    auto reqs = t.requests();
+    CHECK(reqs.back().at("headers").at("Authorization").as_string() == "Bearer t2");
+}
+
+TEST_CASE("7b TLS: wrong CA and wrong server name are refused; mTLS works", "[it][tls]") {
+    {
+        It t;
+        auto cfg = t.kubeconfig();
+        REQUIRE(cfg.has_value());
+        std::ifstream in(tlsDir() + "/other-ca.crt");
+        cfg->caPem.assign(std::istreambuf_iterator<char>(in), {});
+        t.connect(*cfg);
+        t.startServices();
+        REQUIRE(t.runUntil([&] { return t.observer.requestErrors >= 1; }));
+        CHECK_FALSE(t.services->hasSynced());
+        CHECK(t.observer.messages.back().find("certificate verify") != std::string::npos);
+    }
+    {
+        It t({"--serve-cert", "wrong-san"});
+        t.connect();
+        t.startServices();
+        REQUIRE(t.runUntil([&] { return t.observer.requestErrors >= 1; }));
+        CHECK_FALSE(t.services->hasSynced());
+        CHECK(t.observer.messages.back().find("TLS") != std::string::npos);
+        // The same server, checked under a name its certificate holds, is accepted.
+        auto cfg = t.kubeconfig();
+        cfg->tlsServerName = "wrong.example";
+        Recorder<Service> h;
+        CountingObserver o;
+        auto c = Client::create(t.ioc, *cfg, t.opts, &o);
+        REQUIRE(c.has_value());
+        auto inf = (*c)->watchServices(h);
+        inf->start();
+        CHECK(t.runUntil([&] { return inf->hasSynced(); }));
+    }
+    {
+        It t({"--client-cert-auth"});
+        t.server->post("config", R"({"tokens":[]})");
+        t.server->post("config", R"({"tokens":["unused"],"client_cert_auth":true})");
+        auto cfg = t.kubeconfig("kubeconfig-cert.yaml");
+        REQUIRE(cfg.has_value());
+        CHECK(cfg->token.empty());
+        t.connect(*cfg);
+        t.startServices();
+        CHECK(t.runUntil([&] { return t.services->hasSynced(); }));
+    }
+}
+
+TEST_CASE("8 throttling: 429 JSON and text with Retry-After, 429 on watch without", "[it]") {
+    It t;
+    t.server->post(
+        "faults",
+        R"([{"match":{"resource":"services","watch":false},"action":"status","status":429,"retry_after":1,"count":1},
+                       {"match":{"resource":"services","watch":false},"action":"status","status":429,"retry_after":1,"content_type":"text","count":1},
+                       {"match":{"resource":"services","watch":false},"action":"status","status":503,"retry_after":1,"count":1},
+                       {"match":{"resource":"services","watch":true},"action":"status","status":429,"content_type":"text","count":1}])");
+    t.connect();
+    t.startServices();
+    REQUIRE(t.runUntil([&] { return t.services->hasSynced(); }));
+    CHECK(t.observer.retries == 3);
+    REQUIRE(t.waitWatches(1));
+    CHECK(t.observer.lists.size() == 1);  // the watch's 429 re-watched at the same RV
+    CHECK(t.observer.watches.size() == 2);
+    CHECK(t.observer.watches[0] == t.observer.watches[1]);
+}
+
+TEST_CASE("9 stream corruption and resets", "[it][stream]") {
+    struct Case {
+        std::string then;
+        bool relist;
+    };
+    const Case c = GENERATE(Case{"reset", false}, Case{"partial", true}, Case{"garbled", true},
+                            Case{"unknown_type", true}, Case{"wrong_kind", false});
+    It t;
+    t.server->post("config", R"({"chunk_split":7})");  // FS-41: every event over many chunks
+    t.connect();
+    t.startServices();
+    REQUIRE(t.runUntil([&] { return t.services->hasSynced(); }));
+    REQUIRE(t.waitWatches(1));
+    REQUIRE(t.runUntil([&] { return t.observer.events >= 1; }));
+    t.server->post(
+        "faults",
+        R"({"match":{"resource":"services","watch":true},"action":"stream","after_events":1,"then":")" +
+            c.then + R"("})");
+    // The fault applies to the next watch: end the current one.
+    t.server->post("close-watches", R"({"mode":"close"})");
+    REQUIRE(t.runUntil([&] { return t.observer.watches.size() >= 2; }));
+    REQUIRE(t.waitWatches(1));
+    // A bookmark first, so that a reset right after is not a "very short watch".
+    const auto seen = t.observer.events;
+    REQUIRE(t.runUntil([&] { return t.observer.events > seen; }));
+    t.server->post("objects", svcObj("a", "10.96.0.1"));
+    t.server->post("objects", svcObj("b", "10.96.0.2"));
+    REQUIRE(t.runUntil([&] { return t.svcH.cache.size() == 2; }));
+    t.server->post("objects", svcObj("c", "10.96.0.3"));
+    REQUIRE(t.runUntil([&] { return t.svcH.cache.size() == 3; }));
+    // No event lost, none duplicated, nothing half-applied.
+    CHECK(t.svcH.take() == Strings{"synced", "add default/a", "add default/b", "add default/c"});
+    std::string all;
+    for (const auto& m : t.observer.messages) {
+        all += m + " | ";
+    }
+    INFO(c.then + ": " + all);
+    CHECK((t.observer.lists.size() > 1) == c.relist);
+    CHECK(t.svcH.cache == t.serverServices());
+    if (c.then == "wrong_kind") {
+        CHECK(t.observer.skipped == 1);
+    }
+}
+
+TEST_CASE("10 label-selector transitions: service-proxy-name → DELETED, removed → ADDED", "[it]") {
+    It t;
+    t.server->post("objects", svcObj("x", "10.96.0.1"));
+    t.connect();
+    t.startServices();
+    REQUIRE(t.runUntil([&] { return t.services->hasSynced(); }));
+    REQUIRE(t.waitWatches(1));
+    t.server->post("objects", svcObj("x", "10.96.0.1", 80,
+                                     R"({"service.kubernetes.io/service-proxy-name":"other"})"));
+    REQUIRE(t.runUntil([&] { return t.svcH.cache.empty(); }));
+    t.server->post("objects", svcObj("x", "10.96.0.1"));
+    REQUIRE(t.runUntil([&] { return t.svcH.cache.size() == 1; }));
+    CHECK(t.svcH.take() == Strings{"add default/x", "synced", "delete default/x", "add default/x"});
+}
+
+TEST_CASE("11 pagination, and 410 on a continue page → one full list", "[it]") {
+    It t;
+    std::string items = "[";
+    for (int i = 0; i < 1200; ++i) {
+        items += (i ? "," : "") +
+                 svcObj("s" + std::to_string(i),
+                        "10.96." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1));
+    }
+    t.server->post("objects", items + "]");
+    t.server->post(
+        "faults",
+        R"({"match":{"resource":"services","query":"continue="},"action":"status","status":410,"reason":"Expired","count":1,"message":"The provided continue parameter is too old"})");
+    t.connect();
+    t.startServices();
+    REQUIRE(t.runUntil([&] { return t.services->hasSynced(); }));
+    CHECK(t.svcH.cache.size() == 1200);
+    CHECK(t.svcH.log.size() == 1201);
+    auto reqs = t.requests();
+    REQUIRE(reqs.size() >= 3);
+    CHECK(std::string(reqs[1].at("query").as_string()).find("continue=") != std::string::npos);
+    CHECK(std::string(reqs[1].at("query").as_string()).find("resourceVersion") ==
+          std::string::npos);
+    CHECK(std::string(reqs[2].at("query").as_string()).find("limit") == std::string::npos);
+    CHECK(t.svcH.cache == t.serverServices());
+}
+
+TEST_CASE("12 watch-list on, and off (422 → list+watch)", "[it][watchlist]") {
+    {
+        It t({}, true);
+        t.server->post("objects", svcObj("a", "10.96.0.1"));
+        t.connect();
+        t.startServices();
+        REQUIRE(t.runUntil([&] { return t.services->hasSynced(); }));
+        CHECK(t.svcH.take() == Strings{"add default/a", "synced"});
+        auto reqs = t.requests();
+        REQUIRE(reqs.size() == 1);
+        CHECK(std::string(reqs[0].at("query").as_string()).find("sendInitialEvents=true") !=
+              std::string::npos);
+        t.server->post("objects", svcObj("b", "10.96.0.2"));
+        REQUIRE(t.runUntil([&] { return t.svcH.cache.size() == 2; }));
+    }
+    {
+        It t({"--no-watchlist"}, true);
+        t.server->post("objects", svcObj("a", "10.96.0.1"));
+        t.connect();
+        t.startServices();
+        REQUIRE(t.runUntil([&] { return t.services->hasSynced(); }));
+        CHECK(t.observer.fallbacks == 1);
+        CHECK(t.svcH.take() == Strings{"add default/a", "synced"});
+        REQUIRE(t.waitWatches(1));
+        t.server->post(
+            "faults",
+            R"({"match":{"resource":"services","watch":true},"action":"stream","after_events":0,"then":"error_410"})");
+        t.server->post("close-watches", R"({"mode":"close"})");
+        REQUIRE(t.runUntil([&] { return t.observer.lists.size() >= 3; }));
+        REQUIRE(t.waitWatches(1));
+        auto reqs = t.requests();
+        int watchLists = 0;
+        for (auto& r : reqs) {
+            watchLists += std::string(r.at("query").as_string()).find("sendInitialEvents") !=
+                          std::string::npos;
+        }
+        CHECK(watchLists == 1);  // the 422 is remembered
+    }
+}
+
+TEST_CASE("FS-43/FS-33 no response headers or a reset: the request is retried", "[it]") {
+    It t;
+    t.opts.headerTimeout = 1s;
+    t.server->post(
+        "faults",
+        R"([{"match":{"resource":"services","watch":false},"action":"no_headers","timeout":5,"count":1},
+                                 {"match":{"resource":"services","watch":false},"action":"reset","count":1}])");
+    t.connect();
+    t.startServices();
+    REQUIRE(t.runUntil([&] { return t.services->hasSynced(); }));
+    CHECK(t.observer.retries == 2);
+}
+
+TEST_CASE("FS-20/27 403 on one resource: backoff and retry, others unaffected", "[it]") {
+    It t;
+    t.server->post("config", R"({"forbidden":["endpointslices"]})");
+    t.connect();
+    t.startAll();
+    REQUIRE(t.runUntil([&] { return t.services->hasSynced() && t.observer.backoffs.size() >= 2; }));
+    CHECK_FALSE(t.slices->hasSynced());
+    t.server->post("config", R"({"forbidden":[]})");
+    CHECK(t.runUntil([&] { return t.slices->hasSynced(); }));
+}
+
+TEST_CASE("FS-42 a silent watch is not reconnected before timeoutSeconds", "[it]") {
+    It t;
+    t.opts.minWatchTimeout = 2s;
+    t.connect();
+    t.server->post("config", R"({"bookmark_interval":0})");
+    t.startServices();
+    REQUIRE(t.runUntil([&] { return t.observer.watches.size() >= 3; }));
+    CHECK(t.observer.requestErrors == 0);
+    CHECK(t.observer.lists.size() == 1);
+}
