@@ -25,7 +25,11 @@ std::string_view kindName(Kind k) {
 std::string DecodeReport::describe(const Issue& issue) const {
     std::string out(kindName(kind));
     out += ' ';
-    out += key.name.empty() && key.ns.empty() ? std::string("<unnamed>") : key.toString();
+    if (key.name.empty()) {
+        out += key.ns.empty() ? std::string("<unnamed>") : key.ns + "/<unnamed>";
+    } else {
+        out += key.toString();
+    }
     out += ": ";
     if (!issue.field.empty()) {
         out += issue.field;

@@ -2,8 +2,11 @@
 // requests, exact consumer callbacks, and every wait measured on the injected clock.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <memory>
+#include <sstream>
 
 #include "k8s-client/client.h"
 #include "tests/k8s/fake_transport.h"
@@ -539,4 +542,22 @@ TEST_CASE("node informer uses the field selector", "[reflector]") {
           "/api/v1/nodes?fieldSelector=metadata.name%3Dnode-1&limit=500&resourceVersion=0");
     r.req().respond(200, listJson("Node", "3", {R"({"metadata":{"name":"node-1"},"spec":{}})"}));
     CHECK(h.take() == Strings{"add node-1", "synced"});
+}
+
+TEST_CASE("a real bookmark (zero fields included) only moves the RV", "[reflector]") {
+    std::ifstream in(std::string(K8S_TEST_DATA) + "/bookmark.json");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string line = ss.str();
+    line.erase(std::remove(line.begin(), line.end(), '\n'), line.end());
+    Rig r;
+    r.start();
+    auto& w = r.list("100", {svcJson("a", "1")});
+    r.handler.take();
+    w.head(200);
+    r.clock->advance(5s);
+    w.data(line + "\n");
+    w.end();
+    CHECK(r.handler.log.empty());
+    CHECK(r.req().param("resourceVersion") == "12746");
 }

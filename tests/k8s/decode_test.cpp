@@ -1,0 +1,368 @@
+// Decoding realistic objects (tests/k8s/data, shaped after kubernetes-api.md §7) and
+// rejecting or trimming bad ones, plus the streaming list parser.
+#include <catch2/catch.hpp>
+
+#include <boost/json.hpp>
+
+#include <fstream>
+#include <sstream>
+
+#include "k8s-client/decode.h"
+#include "k8s-client/list_parser.h"
+#include "k8s-client/rest.h"
+
+using namespace kipvs;
+using namespace kipvs::k8s;
+namespace json = boost::json;
+
+namespace {
+
+json::value fixture(const std::string& name) {
+    std::ifstream in(std::string(K8S_TEST_DATA) + "/" + name);
+    REQUIRE(in.good());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return json::parse(ss.str());
+}
+
+net::IpAddress ip(const char* s) {
+    return *net::IpAddress::parse(s);
+}
+
+std::vector<std::string> messages(const DecodeReport& r) {
+    std::vector<std::string> out;
+    for (const auto& i : r.dropped) {
+        out.push_back(r.describe(i));
+    }
+    if (r.rejection) {
+        out.push_back(r.describe(*r.rejection));
+    }
+    return out;
+}
+
+// A Service with one port `port` plus whatever `spec` adds.
+json::value svc(const std::string& specExtra, const std::string& ports = R"([{"port":80}])") {
+    return json::parse(
+        R"({"metadata":{"name":"web","namespace":"default"},"spec":{"clusterIP":"10.96.0.1","ports":)" +
+        ports + (specExtra.empty() ? "" : "," + specExtra) + "}}");
+}
+
+}  // namespace
+
+TEST_CASE("ClusterIP Service decodes to exactly the expected value", "[decode]") {
+    DecodeReport r;
+    auto s = decodeService(fixture("service-clusterip.json"), r);
+    REQUIRE(s);
+    Service want;
+    want.key = {"kube-system", "kube-dns"};
+    want.clusterIPs = {ip("10.96.0.10")};
+    want.ports = {{"dns", ipvs::Protocol::UDP, 53, 0},
+                  {"dns-tcp", ipvs::Protocol::TCP, 53, 0},
+                  {"metrics", ipvs::Protocol::TCP, 9153, 0}};
+    CHECK(*s == want);
+    CHECK(r.dropped.empty());
+    CHECK_FALSE(r.rejection);
+}
+
+TEST_CASE("NodePort Service without a clusterIP yet is rejected with the field", "[decode]") {
+    DecodeReport r;
+    CHECK_FALSE(decodeService(fixture("service-nodeport-no-clusterip.json"), r));
+    CHECK(messages(r) ==
+          std::vector<std::string>{
+              "Service default/web-np: spec.clusterIP: not set (no cluster IP allocated yet)"});
+}
+
+TEST_CASE("LoadBalancer Service: ingress modes, policies, affinity, ranges", "[decode]") {
+    DecodeReport r;
+    auto s = decodeService(fixture("service-loadbalancer.json"), r);
+    REQUIRE(s);
+    CHECK(s->type == ServiceType::LoadBalancer);
+    REQUIRE(s->loadBalancerIngress.size() == 3);  // the hostname-only entry is skipped
+    CHECK(s->loadBalancerIngress[0] == LoadBalancerIngress{ip("203.0.113.10"), false});
+    CHECK(s->loadBalancerIngress[1] == LoadBalancerIngress{ip("203.0.113.11"), true});
+    CHECK(s->loadBalancerIngress[2] == LoadBalancerIngress{ip("203.0.113.12"), false});
+    CHECK(s->externalTrafficPolicy == TrafficPolicy::Local);
+    CHECK(s->healthCheckNodePort == 32001);
+    CHECK(s->sessionAffinityClientIP);
+    CHECK(s->sessionAffinityTimeout == 600);
+    CHECK(s->externalIPs == std::vector<net::IpAddress>{ip("198.51.100.7")});
+    REQUIRE(s->loadBalancerSourceRanges.size() == 2);
+    CHECK(s->loadBalancerSourceRanges[1].toString() == "192.0.2.0/25");  // spaces trimmed
+    CHECK(s->ports.at(0).nodePort == 31443);
+    CHECK(r.dropped.empty());
+}
+
+TEST_CASE("dual-stack, headless and ExternalName Services", "[decode]") {
+    DecodeReport r;
+    auto ds = decodeService(fixture("service-dualstack.json"), r);
+    REQUIRE(ds);
+    CHECK(ds->clusterIPs == std::vector<net::IpAddress>{ip("fd00:10:96::a"), ip("10.96.0.20")});
+    CHECK(ds->internalTrafficPolicy == TrafficPolicy::Local);
+    auto hl = decodeService(fixture("service-headless.json"), r);
+    REQUIRE(hl);
+    CHECK(hl->headless);
+    CHECK(hl->clusterIPs.empty());
+    auto en = decodeService(fixture("service-externalname.json"), r);
+    REQUIRE(en);
+    CHECK(en->type == ServiceType::ExternalName);
+    CHECK(en->clusterIPs.empty());
+    CHECK(r.dropped.empty());
+}
+
+TEST_CASE("EndpointSlice: nil conditions default, nil name/port dropped silently", "[decode]") {
+    DecodeReport r;
+    auto es = decodeEndpointSlice(fixture("endpointslice-nil-conditions.json"), r);
+    REQUIRE(es);
+    CHECK(es->serviceName == "manual");
+    REQUIRE(es->endpoints.size() == 2);  // the one with no addresses is ignored
+    for (const auto& e : es->endpoints) {
+        CHECK((e.ready && e.serving && !e.terminating));
+        CHECK(e.nodeName.empty());
+        CHECK(e.hints == nullptr);
+    }
+    CHECK(es->ports == std::vector<EndpointPort>{{"", ipvs::Protocol::TCP, 8080}});
+    CHECK(r.dropped.empty());
+}
+
+TEST_CASE("EndpointSlice: terminating endpoints, trigger time, interned node names", "[decode]") {
+    DecodeReport r;
+    auto es = decodeEndpointSlice(fixture("endpointslice-terminating.json"), r);
+    REQUIRE(es);
+    REQUIRE(es->endpoints.size() == 3);
+    const auto& t = es->endpoints[1];
+    CHECK((!t.ready && t.serving && t.terminating));
+    CHECK((!es->endpoints[2].ready && !es->endpoints[2].serving && es->endpoints[2].terminating));
+    CHECK(es->endpoints[1].nodeName == Name::intern("node-2"));
+    CHECK(es->endpoints[1].nodeName == es->endpoints[2].nodeName);
+    CHECK(es->triggerTimeNs == 1714557605123456789LL);
+    CHECK(es->serviceKey() == ObjectKey{"default", "web"});
+    CHECK(sizeof(Endpoint) <= 40);
+}
+
+TEST_CASE("EndpointSlice: FQDN slices keep no endpoints; hints are shared", "[decode]") {
+    DecodeReport r;
+    auto fq = decodeEndpointSlice(fixture("endpointslice-fqdn.json"), r);
+    REQUIRE(fq);
+    CHECK(fq->addressType == AddressType::FQDN);
+    CHECK(fq->endpoints.empty());
+    auto v6 = decodeEndpointSlice(fixture("endpointslice-hints-v6.json"), r);
+    REQUIRE(v6);
+    REQUIRE(v6->endpoints.size() == 3);
+    REQUIRE(v6->endpoints[0].hints != nullptr);
+    CHECK(v6->endpoints[0].hints == v6->endpoints[2].hints);  // same contents, one copy
+    CHECK(v6->endpoints[0].hints != v6->endpoints[1].hints);
+    CHECK(v6->endpoints[0].hints->forNodes == std::vector<Name>{Name::intern("node-1")});
+    CHECK(v6->endpoints[1].hints->forZones == std::vector<Name>{Name::intern("zone-b")});
+}
+
+TEST_CASE("Node: spec {} and a draining node", "[decode]") {
+    DecodeReport r;
+    auto n = decodeNode(fixture("node-empty-spec.json"), r);
+    REQUIRE(n);
+    CHECK(n->name == "kube-worker-1");
+    CHECK(n->zone == "zone-a");
+    CHECK(n->addresses ==
+          std::vector<NodeAddress>{{NodeAddressType::InternalIP, ip("192.168.1.21")},
+                                   {NodeAddressType::InternalIP, ip("fd00::21")},
+                                   {NodeAddressType::ExternalIP, ip("198.51.100.21")}});
+    CHECK(n->podCIDRs.empty());
+    CHECK_FALSE(n->deleting);
+    auto d = decodeNode(fixture("node-draining.json"), r);
+    REQUIRE(d);
+    CHECK(d->deleting);
+    CHECK(d->toBeDeletedByAutoscaler);
+    REQUIRE(d->podCIDRs.size() == 2);
+    CHECK(d->podCIDRs[1].toString() == "fd00:10:244:2::/64");
+}
+
+TEST_CASE("Status bodies: 410 Expired/Gone, 504 too large RV, text errors", "[decode]") {
+    auto ev = fixture("status-410.json");
+    auto e = apiErrorFromStatusJson(json::serialize(ev.at("object")));
+    REQUIRE(e);
+    CHECK(e->isExpired());
+    CHECK(e->describe() == "410 Expired: too old resource version: 1 (260)");
+    auto gone =
+        apiErrorFromStatusJson(R"({"kind":"Status","code":410,"reason":"Gone","message":"x"})");
+    CHECK(gone->isExpired());
+    auto big = apiErrorFromResponse(
+        504, "application/json",
+        R"({"kind":"Status","code":504,"reason":"Timeout","message":"Timeout: Too large resource version: 9, current: 5","details":{"causes":[{"reason":"ResourceVersionTooLarge"}],"retryAfterSeconds":1}})",
+        "1");
+    CHECK(big.isTooLargeResourceVersion());
+    CHECK(big.retryAfter == 1);
+    auto text =
+        apiErrorFromResponse(429, "text/plain", "Too many requests, please try again later.\n", "");
+    CHECK(text.message == "Too many requests, please try again later.");
+    CHECK_FALSE(text.retryAfter);
+    auto forbidden = apiErrorFromResponse(403, "application/json", "{not json", "");
+    CHECK(forbidden.status == 403);
+    CHECK(forbidden.message == "{not json");
+}
+
+TEST_CASE("invalid list entries are dropped with a reason naming object and field",
+          "[decode][invalid]") {
+    DecodeReport r;
+    auto s = decodeService(
+        svc(R"("externalIPs":["1.2.3.4","1.2.3.999","01.2.3.4"],"loadBalancerSourceRanges":["10.0.0.0/8","10.0.0.0/33"])",
+            R"([{"port":80},{"port":70000},{"port":0},{"port":53,"protocol":"ICMP"},{"port":8080,"nodePort":-1}])"),
+        r);
+    REQUIRE(s);
+    CHECK(s->ports.size() == 1);
+    CHECK(s->externalIPs.size() == 1);
+    CHECK(s->loadBalancerSourceRanges.size() == 1);
+    CHECK(messages(r) ==
+          std::vector<std::string>{
+              "Service default/web: spec.ports[1].port: 70000 is not a valid port",
+              "Service default/web: spec.ports[2].port: 0 is not a valid port",
+              "Service default/web: spec.ports[3].protocol: \"ICMP\" is not a supported protocol",
+              "Service default/web: spec.ports[4].nodePort: -1 is not a valid port",
+              "Service default/web: spec.externalIPs[1]: \"1.2.3.999\" is not a valid IP address",
+              "Service default/web: spec.externalIPs[2]: \"01.2.3.4\" is not a valid IP address",
+              "Service default/web: spec.loadBalancerSourceRanges[1]: \"10.0.0.0/33\" is not a "
+              "valid CIDR",
+          });
+}
+
+TEST_CASE("endpoints of the wrong family or with a bad address are dropped", "[decode][invalid]") {
+    DecodeReport r;
+    auto es = decodeEndpointSlice(
+        json::parse(
+            R"({"metadata":{"name":"s","namespace":"ns","labels":{"kubernetes.io/service-name":"svc"}},
+            "addressType":"IPv4","endpoints":[{"addresses":["10.0.0.1"]},{"addresses":["fd00::1"]},{"addresses":["banana"]},{"addresses":["10.0.0.2"],"conditions":{"ready":"yes"}}],
+            "ports":[{"name":"p","port":99999},{"name":"q","port":80,"protocol":"ICMP"},{"name":"ok","port":81,"protocol":"SCTP"}]})"),
+        r);
+    REQUIRE(es);
+    CHECK(es->endpoints.size() == 1);
+    CHECK(es->ports == std::vector<EndpointPort>{{"ok", ipvs::Protocol::SCTP, 81}});
+    CHECK(messages(r) ==
+          std::vector<std::string>{
+              "EndpointSlice ns/s: ports[0].port: 99999 is not a valid port",
+              "EndpointSlice ns/s: ports[1].protocol: \"ICMP\" is not a supported protocol",
+              "EndpointSlice ns/s: endpoints[1].addresses[0]: \"fd00::1\" is not an IPv4 address "
+              "(addressType)",
+              "EndpointSlice ns/s: endpoints[2].addresses[0]: \"banana\" is not a valid IP address",
+              "EndpointSlice ns/s: endpoints[3].conditions.ready: not a boolean: \"yes\"",
+          });
+}
+
+TEST_CASE("structurally invalid objects are rejected", "[decode][invalid]") {
+    struct Case {
+        std::string json;
+        std::string message;
+    };
+    const Case c = GENERATE(
+        Case{R"([1,2])", "Service <unnamed>: not a JSON object"},
+        Case{R"({"metadata":{"namespace":"ns"},"spec":{}})",
+             "Service ns/<unnamed>: metadata.name: missing"},
+        Case{R"({"metadata":{"name":"a"},"spec":{}})", "Service a: metadata.namespace: missing"},
+        Case{R"({"metadata":{"name":"a","namespace":"n"}})", "Service n/a: spec: missing"},
+        Case{
+            R"({"metadata":{"name":"a","namespace":"n"},"spec":{"type":"Magic","clusterIP":"10.0.0.1"}})",
+            "Service n/a: spec.type: \"Magic\" is not a known Service type"},
+        Case{
+            R"({"metadata":{"name":"a","namespace":"n"},"spec":{"clusterIP":"10.0.0.1","ports":{}}})",
+            "Service n/a: spec.ports: not an array: {}"},
+        Case{
+            R"({"metadata":{"name":"a","namespace":"n"},"spec":{"clusterIP":"10.0.0.1","clusterIPs":["10.0.0.2"]}})",
+            "Service n/a: spec.clusterIP: \"10.0.0.1\" differs from spec.clusterIPs[0]"},
+        Case{
+            R"({"metadata":{"name":"a","namespace":"n"},"spec":{"clusterIPs":["10.0.0.2","10.0.0.3"]}})",
+            "Service n/a: spec.clusterIPs[1]: two cluster IPs of one family"},
+        Case{
+            R"({"metadata":{"name":"a","namespace":"n"},"spec":{"clusterIP":"10.0.0.1","externalTrafficPolicy":"Nearby"}})",
+            "Service n/a: spec.externalTrafficPolicy: \"Nearby\" is not a known traffic policy"},
+        Case{
+            R"({"metadata":{"name":"a","namespace":"n"},"spec":{"clusterIP":"10.0.0.1","sessionAffinity":"ClientIP","sessionAffinityConfig":{"clientIP":{"timeoutSeconds":0}}}})",
+            "Service n/a: spec.sessionAffinityConfig.clientIP.timeoutSeconds: 0 is not in "
+            "1..86400"},
+        Case{
+            R"({"metadata":{"name":"a","namespace":"n"},"spec":{"clusterIP":"10.0.0.1","healthCheckNodePort":70000}})",
+            "Service n/a: spec.healthCheckNodePort: 70000 is not a valid port"});
+    DecodeReport r;
+    CHECK_FALSE(decodeService(json::parse(c.json), r));
+    CHECK(messages(r) == std::vector<std::string>{c.message});
+
+    CHECK_FALSE(decodeEndpointSlice(
+        json::parse(R"({"metadata":{"name":"s","namespace":"n"},"addressType":"IPv4"})"), r));
+    CHECK(r.describe(*r.rejection) ==
+          "EndpointSlice n/s: metadata.labels[kubernetes.io/service-name]: missing (a slice must "
+          "name its Service)");
+    CHECK_FALSE(decodeEndpointSlice(
+        json::parse(
+            R"({"metadata":{"name":"s","namespace":"n","labels":{"kubernetes.io/service-name":"x"}},"addressType":"IPv5"})"),
+        r));
+    CHECK(r.describe(*r.rejection) ==
+          "EndpointSlice n/s: addressType: \"IPv5\" is not a known address type");
+}
+
+TEST_CASE("large objects: 1 MB annotations and 10,000 ports", "[decode]") {
+    json::value v = svc("");
+    v.at("metadata").as_object()["annotations"] = json::object{{"big", std::string(1 << 20, 'x')}};
+    json::array ports;
+    for (int i = 0; i < 10000; ++i) {
+        ports.push_back(json::object{{"name", "p" + std::to_string(i)}, {"port", 1 + i}});
+    }
+    v.at("spec").as_object()["ports"] = std::move(ports);
+    DecodeReport r;
+    auto s = decodeService(v, r);
+    REQUIRE(s);
+    CHECK(s->ports.size() == 10000);
+    CHECK(s->ports[9999].port == 10000);
+}
+
+TEST_CASE("content hash tells changes apart", "[decode]") {
+    DecodeReport r;
+    auto a = *decodeService(fixture("service-loadbalancer.json"), r);
+    auto b = a;
+    CHECK(contentHash(a) == contentHash(b));
+    b.loadBalancerIngress[1].proxyMode = false;
+    CHECK(contentHash(a) != contentHash(b));
+    auto e = *decodeEndpointSlice(fixture("endpointslice-terminating.json"), r);
+    auto f = e;
+    f.endpoints[0].serving = false;
+    CHECK(contentHash(e) != contentHash(f));
+}
+
+TEST_CASE("RFC 3339 times", "[decode]") {
+    CHECK(parseRfc3339Nanos("1970-01-01T00:00:00Z") == 0);
+    CHECK(parseRfc3339Nanos("1970-01-01T00:00:01.5Z") == 1500000000);
+    CHECK(parseRfc3339Nanos("1970-01-01T01:00:00+01:00") == 0);
+    CHECK(parseRfc3339Nanos("2024-02-29T12:00:00Z") == 1709208000LL * 1000000000LL);
+    CHECK_FALSE(parseRfc3339Nanos("2024-02-29 12:00:00Z"));
+    CHECK_FALSE(parseRfc3339Nanos("2024-13-01T00:00:00Z"));
+    CHECK_FALSE(parseRfc3339Nanos("2024-01-01T00:00:00"));
+}
+
+TEST_CASE("ListParser hands out items one by one at any split", "[listparser]") {
+    const std::string body =
+        R"({"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"42","continue":"abc","remainingItemCount":3},"items":[{"metadata":{"name":"a\"{["}},{"metadata":{"name":"b"},"spec":{"x":[1,2.5,null,true,{"y":"z"}]}},7]})";
+    for (std::size_t split = 1; split <= body.size(); split += 3) {
+        std::vector<std::string> items;
+        ListParser p([&](json::value&& v) { items.push_back(json::serialize(v)); });
+        for (std::size_t i = 0; i < body.size(); i += split) {
+            REQUIRE(p.feed(std::string_view(body).substr(i, split)));
+        }
+        REQUIRE(p.finish());
+        CHECK(p.kind() == "ServiceList");
+        CHECK(p.resourceVersion() == "42");
+        CHECK(p.continueToken() == "abc");
+        CHECK(items ==
+              std::vector<std::string>{
+                  R"({"metadata":{"name":"a\"{["}})",
+                  R"({"metadata":{"name":"b"},"spec":{"x":[1,2.5E0,null,true,{"y":"z"}]}})", "7"});
+    }
+    ListParser p([](json::value&&) {});
+    CHECK(p.feed(R"({"metadata":{"resourceVersion":"1"},"items":null})"));
+    CHECK(p.finish());
+    p.reset();
+    CHECK_FALSE(p.feed(R"({"items":[{]})"));
+    CHECK_FALSE(p.error().empty());
+    p.reset();
+    CHECK(p.feed(R"({"items":[{"a":1})"));
+    CHECK_FALSE(p.finish());  // truncated
+    p.reset();
+    CHECK(p.feed(R"({"items":[]})"));
+    CHECK_FALSE(p.finish());  // no resourceVersion
+    p.reset();
+    CHECK_FALSE(p.feed("[]"));
+}
