@@ -541,9 +541,13 @@ class Reflector final : public ReflectorCore, public Informer<T> {
         return o;
     }
 
-    void beginReplace() override {
-        pending_.clear();
-        pendingIndex_.clear();
+    void beginReplace() override { freePending(); }
+
+    // Releases the storage, not just the elements: `x = {}` would pick the initializer_list
+    // assignment and keep a 44,000-slot capacity alive for the life of the informer.
+    void freePending() {
+        decltype(pending_)().swap(pending_);
+        decltype(pendingIndex_)().swap(pendingIndex_);
     }
 
     void replaceItem(const json::value& v) override {
@@ -578,8 +582,7 @@ class Reflector final : public ReflectorCore, public Informer<T> {
             seen.insert(std::move(key));
             slot.reset();  // free as we go: the consumer now holds its own copy
         }
-        pending_ = {};
-        pendingIndex_ = {};
+        freePending();
         std::vector<std::string> gone;
         for (const auto& [key, hash] : delivered_) {
             if (seen.count(key) == 0) {
@@ -593,10 +596,7 @@ class Reflector final : public ReflectorCore, public Informer<T> {
         }
     }
 
-    void abortReplace() override {
-        pending_ = {};
-        pendingIndex_ = {};
-    }
+    void abortReplace() override { freePending(); }
 
     void apply(EventType type, const json::value& v) override {
         if (type == EventType::Deleted) {
