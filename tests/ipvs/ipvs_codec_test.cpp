@@ -143,7 +143,7 @@ std::vector<std::uint8_t> serviceReply(const SvcReply& o) {
         m.u32(IPVS_SVC_ATTR_FWMARK, 42);
     } else {
         m.u16(IPVS_SVC_ATTR_PROTOCOL, o.protocol);
-        std::uint8_t a[16] = {};
+        std::uint8_t a[32] = {};  // room for the oversized addresses of the error cases
         const IpAddress addr = o.v6 ? ip("fd00::a") : ip("10.96.0.10");
         std::memcpy(a, addr.data(), addr.size());
         m.attr(IPVS_SVC_ATTR_ADDR, a, static_cast<std::size_t>(o.addrLen));
@@ -185,7 +185,7 @@ struct DestReply {
 std::vector<std::uint8_t> destReply(const DestReply& o) {
     Msg m(kFamily, IPVS_CMD_NEW_DEST, 9, NLM_F_MULTI);
     m.begin(IPVS_CMD_ATTR_DEST);
-    std::uint8_t a[16] = {};
+    std::uint8_t a[32] = {};  // room for the oversized addresses of the error cases
     std::memcpy(a, o.addr.data(), o.addr.size());
     m.attr(IPVS_DEST_ATTR_ADDR, a, static_cast<std::size_t>(o.addrLen));
     if (o.withPort) {
