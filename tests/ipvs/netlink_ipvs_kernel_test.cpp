@@ -609,6 +609,17 @@ TEST_CASE("counters after real traffic match ipvsadm --stats", "[kernel][ipvs][t
     CHECK(replies == "pong ping 0\npong ping 1\npong ping 2\n");
     CHECK(pclose(srv) == 0);
 
+    // The kernel publishes counters through its rate estimator, which folds the per-CPU
+    // counters in every 2 seconds, so a listing right after the traffic can be behind. Wait
+    // (bounded) for the estimator to show all three connections.
+    for (int i = 0; i < 100; ++i) {
+        auto s = ipvs->services();
+        REQUIRE(s.has_value());
+        if (s->size() == 1 && s->front().stats.conns == 3) {
+            break;
+        }
+        usleep(100 * 1000);
+    }
     // Read ours between two identical ipvsadm listings, so that no late packet can make them
     // differ (the last ACKs may still be on their way when the client exits).
     std::string stats;
