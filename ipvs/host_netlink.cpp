@@ -22,8 +22,10 @@ constexpr int kRcvBuf = 8 << 20;
 constexpr std::size_t kAckBudget = 2048;  // receive-buffer bytes reserved per in-flight request
 constexpr std::size_t kMaxChunk = 1024;
 constexpr std::size_t kMinChunk = 16;
-// Below the default wmem_max (212,992), which bounds one netlink sendmsg().
-constexpr std::size_t kMaxSendBytes = 128 * 1024;
+// Send buffer we ask for: one netlink sendmsg() may not exceed it (less 32 bytes). libnl sets
+// 32 KiB (64 KiB once the kernel doubles it), too little for a chunk of 1,024 IPv6 requests.
+constexpr int kSndBuf = 1 << 20;
+constexpr std::size_t kMaxSendBytes = 256 * 1024;
 // A dump datagram is at most 32 KiB (the kernel caps it there); twice that for safety.
 constexpr std::size_t kRxBuf = 64 * 1024;
 constexpr int kTimeoutMs = 30'000;
@@ -112,8 +114,8 @@ void Socket::SockDeleter::operator()(nl_sock* s) const {
     nl_socket_free(s);
 }
 
-Socket::Socket(std::unique_ptr<nl_sock, SockDeleter> sock, std::size_t chunk)
-    : sock_(std::move(sock)), chunk_(chunk), rx_(kRxBuf) {}
+Socket::Socket(std::unique_ptr<nl_sock, SockDeleter> sock, std::size_t chunk, std::size_t maxSend)
+    : sock_(std::move(sock)), chunk_(chunk), maxSend_(maxSend), rx_(kRxBuf) {}
 Socket::Socket(Socket&&) noexcept = default;
 Socket& Socket::operator=(Socket&&) noexcept = default;
 Socket::~Socket() = default;
@@ -141,6 +143,10 @@ Result<Socket> Socket::open(int protocol) {
     if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv) < 0) {
         ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
     }
+    int snd = kSndBuf;
+    if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof snd) < 0) {
+        ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd);
+    }
     int one = 1;
     // Acks carry only the header of the request, not the request itself: smaller acks, more
     // of them per receive buffer.
@@ -154,7 +160,15 @@ Result<Socket> Socket::open(int protocol) {
     }
     const std::size_t chunk =
         std::clamp(static_cast<std::size_t>(actual) / kAckBudget, kMinChunk, kMaxChunk);
-    return Socket(std::move(sock), chunk);
+    int sndActual = 0;
+    len = sizeof sndActual;
+    if (::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndActual, &len) < 0) {
+        sndActual = 65536;
+    }
+    // The kernel refuses a send longer than the send buffer less 32 bytes (EMSGSIZE).
+    const std::size_t maxSend =
+        std::clamp(static_cast<std::size_t>(sndActual) / 2, std::size_t{4096}, kMaxSendBytes);
+    return Socket(std::move(sock), chunk, maxSend);
 }
 
 namespace {
@@ -269,7 +283,7 @@ std::vector<Status> Socket::exchange(MessageBuffer& batch, const DataFn& onData)
         std::size_t bytes = 0;
         while (j < total && j - i < chunk_) {
             const std::size_t add = align4(batch.message(j)->nlmsg_len);
-            if (j > i && bytes + add > kMaxSendBytes) {
+            if (j > i && bytes + add > maxSend_) {
                 break;
             }
             bytes += add;
@@ -288,6 +302,7 @@ std::vector<Status> Socket::exchange(MessageBuffer& batch, const DataFn& onData)
             continue;
         }
         int err = 0;
+        std::string why;
         for (;;) {
             const ssize_t sent = ::send(fd(), batch.bytes(i), batch.span(i, j - 1), 0);
             if (sent < 0 && errno == EINTR) {
@@ -295,18 +310,21 @@ std::vector<Status> Socket::exchange(MessageBuffer& batch, const DataFn& onData)
             }
             if (sent < 0) {
                 err = errno;
+                why = "send of " + std::to_string(j - i) + " requests (" +
+                      std::to_string(batch.span(i, j - 1)) + " bytes) failed";
             }
             break;
         }
         if (err == 0) {
             err = receive(i, j - 1, firstSeq, out, done, onData);
+            why = err == ENOBUFS ? "reply lost (socket receive buffer full)"
+                                 : "no reply from the kernel";
         }
         if (err != 0) {
             for (std::size_t k = i; k < j; ++k) {
                 if (!done[k]) {
                     out[k].error = err;
-                    out[k].extack = err == ENOBUFS ? "reply lost (socket receive buffer full)"
-                                                   : "no reply from the kernel";
+                    out[k].extack = why;
                 }
             }
             if (err == ENOBUFS) {

@@ -103,7 +103,7 @@ class Socket {
     struct SockDeleter {
         void operator()(nl_sock* s) const;
     };
-    Socket(std::unique_ptr<nl_sock, SockDeleter> sock, std::size_t chunk);
+    Socket(std::unique_ptr<nl_sock, SockDeleter> sock, std::size_t chunk, std::size_t maxSend);
     int fd() const;
     // Reads replies until every message in [first, last] is answered or the socket fails.
     int receive(std::size_t first, std::size_t last, std::uint32_t firstSeq,
@@ -111,6 +111,7 @@ class Socket {
 
     std::unique_ptr<nl_sock, SockDeleter> sock_;
     std::size_t chunk_ = 256;
+    std::size_t maxSend_ = 32768;  // bytes per sendmsg()
     std::uint32_t seq_ = 1;
     std::vector<std::uint8_t> rx_;
 };

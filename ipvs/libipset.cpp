@@ -197,18 +197,41 @@ Result<std::unique_ptr<LibIpset>> LibIpset::open() {
     // Registers libipset's set types once per process (it ignores later calls).
     ipset_load_types();
     std::unique_ptr<LibIpset> self(new LibIpset());
-    self->session_.reset(ipset_session_init(printToBuffer, self.get()));
-    if (!self->session_) {
+    if (!self->newSession()) {
         return Error::sys(ENOMEM, "ipset session");
     }
-    // -exist semantics for create, add and del: creating an identical set, adding a present
-    // entry and deleting an absent one all succeed.
-    ipset_envopt_set(self->session_.get(), IPSET_ENV_EXIST);
     if (ipset_cmd(self->session_.get(), IPSET_CMD_NONE, 0) < 0) {
         return ipsetError("ipset protocol check", self->takeReport());
     }
     self->takeReport();  // a protocol-version warning, if any
     return self;
+}
+
+bool LibIpset::newSession() {
+    ipset_session* s = ipset_session_init(printToBuffer, this);
+    if (s == nullptr) {
+        return false;
+    }
+    session_.reset(s);
+    // -exist semantics for create, add, del and destroy: creating an identical set, adding a
+    // present entry, deleting an absent one and destroying a missing set all succeed.
+    ipset_envopt_set(s, IPSET_ENV_EXIST);
+    return true;
+}
+
+void LibIpset::recover() {
+    // After a failed dump (a list of a missing set) or a failed private query, libipset's
+    // socket is left with a reply it did not consume, and every later command fails with
+    // "Protocol error" and no message. A fresh session (a new socket) is the way out.
+    newSession();
+}
+
+void LibIpset::prepare() {
+    // libipset keeps the line number of the last restore-mode command and prefixes every later
+    // error with it ("Error in line 57: ..."), even for commands that are not restore mode.
+    ipset_session_lineno(session_.get(), 0);
+    ipset_data_reset(ipset_session_data(session_.get()));
+    ipset_session_report_reset(session_.get());
 }
 
 std::string LibIpset::takeReport() {
@@ -222,8 +245,9 @@ std::string LibIpset::takeReport() {
 
 Result<void> LibIpset::run(int cmd, const std::string& what) {
     if (ipset_cmd(session_.get(), static_cast<enum ipset_cmd>(cmd), 0) < 0) {
-        ipset_data_reset(ipset_session_data(session_.get()));
-        return ipsetError(what, takeReport());
+        auto e = ipsetError(what, splitLineNo(takeReport()).second);
+        recover();
+        return e;
     }
     takeReport();
     return ok();
@@ -231,6 +255,7 @@ Result<void> LibIpset::run(int cmd, const std::string& what) {
 
 Result<std::string> LibIpset::listText(const std::string& name, bool headerOnly, bool save) {
     ipset_session* s = session_.get();
+    prepare();
     out_.clear();
     ipset_session_output(s, save ? IPSET_LIST_SAVE : IPSET_LIST_PLAIN);
     if (name.empty()) {
@@ -245,13 +270,32 @@ Result<std::string> LibIpset::listText(const std::string& name, bool headerOnly,
     ipset_envopt_unset(s, IPSET_ENV_LIST_SETNAME);
     ipset_envopt_unset(s, IPSET_ENV_LIST_HEADER);
     if (r < 0) {
-        ipset_data_reset(ipset_session_data(s));
-        return ipsetError(name.empty() ? "ipset list" : "ipset list " + name, takeReport());
+        auto e = ipsetError(name.empty() ? "ipset list" : "ipset list " + name,
+                            splitLineNo(takeReport()).second);
+        recover();
+        return e;
     }
     takeReport();
     std::string text;
     text.swap(out_);
     return text;
+}
+
+Result<std::optional<std::string>> LibIpset::headerText(const std::string& name) {
+    // libipset tells a missing set only by its message text, and a failed listing upsets its
+    // session: look the name up among all names first.
+    auto names = setNames();
+    if (!names) {
+        return names.error();
+    }
+    if (std::find(names->begin(), names->end(), name) == names->end()) {
+        return std::optional<std::string>();
+    }
+    auto text = listText(name, true, false);
+    if (!text) {
+        return text.error();
+    }
+    return std::optional<std::string>(std::move(*text));
 }
 
 Result<std::vector<std::string>> LibIpset::setNames() {
@@ -273,17 +317,14 @@ Result<std::optional<SetInfo>> LibIpset::info(const std::string& name) {
     if (!validName(name)) {
         return badName(what, name);
     }
-    auto text = listText(name, true, false);
+    auto text = headerText(name);
     if (!text) {
-        // libipset reports a missing set as text only; tell it from other failures by
-        // asking for the names.
-        auto names = setNames();
-        if (names && std::find(names->begin(), names->end(), name) == names->end()) {
-            return std::optional<SetInfo>();
-        }
         return text.error();
     }
-    auto raw = parseHeader(*text);
+    if (!*text) {
+        return std::optional<SetInfo>();
+    }
+    auto raw = parseHeader(**text);
     if (!raw) {
         return Error::protocol(what + ": cannot read the listing header");
     }
@@ -316,8 +357,12 @@ Result<void> LibIpset::create(const SetSpec& spec) {
     // An existing set: fine if it is of this type and family, an error naming both if not.
     // (Size parameters of an existing set are left as they are, as with kube-proxy's
     // "create -exist", which would otherwise fail on them.)
-    if (auto text = listText(spec.name, true, false)) {
-        auto raw = parseHeader(*text);
+    auto text = headerText(spec.name);
+    if (!text) {
+        return text.error().context(what);
+    }
+    if (*text) {
+        auto raw = parseHeader(**text);
         if (!raw) {
             return Error::protocol(what + ": cannot read the existing set's header");
         }
@@ -330,11 +375,12 @@ Result<void> LibIpset::create(const SetSpec& spec) {
         if (!raw->family.empty()) {
             existing += " family " + raw->family;
         }
-        return Error::sys(EEXIST, what + ": a set of that name exists with type " + existing);
+        return Error{std::error_code(EEXIST, std::generic_category()),
+                     what + ": a set of that name exists with type " + existing};
     }
 
     ipset_session* s = session_.get();
-    ipset_data* data = ipset_session_data(s);
+    prepare();
     const std::string typeName(setTypeName(spec.type));
     ipset_session_data_set(s, IPSET_SETNAME, spec.name.c_str());
     ipset_session_data_set(s, IPSET_OPT_TYPENAME, typeName.c_str());
@@ -343,8 +389,9 @@ Result<void> LibIpset::create(const SetSpec& spec) {
         ipset_session_data_set(s, IPSET_OPT_FAMILY, &family);
     }
     if (ipset_type_get(s, IPSET_CMD_CREATE) == nullptr) {
-        ipset_data_reset(data);
-        return ipsetError(what, takeReport());
+        auto e = ipsetError(what, splitLineNo(takeReport()).second);
+        recover();
+        return e;
     }
     if (bitmap) {
         ipset_session_data_set(s, IPSET_OPT_PORT, &spec.portFrom);
@@ -422,11 +469,12 @@ std::vector<Result<void>> LibIpset::apply(const std::string& name, SetType type,
     // that the type and family come from the kernel now (a set recreated by someone else
     // with another type would otherwise get entries encoded for the old one).
     ipset_cache_del(name.c_str());
+    prepare();
     ipset_session_data_set(s, IPSET_SETNAME, name.c_str());
     const ipset_type* kernelType = ipset_type_get(s, IPSET_CMD_ADD);
     if (kernelType == nullptr) {
-        ipset_data_reset(data);
-        failAll(0, takeReport());
+        failAll(0, splitLineNo(takeReport()).second);
+        recover();
         return out;
     }
     const std::uint8_t setFamily = ipset_data_family(data);
@@ -529,6 +577,7 @@ Result<void> LibIpset::flush(const std::string& name) {
     if (!validName(name)) {
         return badName(what, name);
     }
+    prepare();
     ipset_session_data_set(session_.get(), IPSET_SETNAME, name.c_str());
     return run(IPSET_CMD_FLUSH, what);
 }
@@ -538,6 +587,7 @@ Result<void> LibIpset::destroy(const std::string& name) {
     if (!validName(name)) {
         return badName(what, name);
     }
+    prepare();
     ipset_session_data_set(session_.get(), IPSET_SETNAME, name.c_str());
     auto r = run(IPSET_CMD_DESTROY, what);
     if (!r) {
@@ -557,6 +607,7 @@ Result<void> LibIpset::swap(const std::string& a, const std::string& b) {
     if (!validName(b)) {
         return badName(what, b);
     }
+    prepare();
     ipset_session_data_set(session_.get(), IPSET_SETNAME, a.c_str());
     ipset_session_data_set(session_.get(), IPSET_OPT_SETNAME2, b.c_str());
     return run(IPSET_CMD_SWAP, what);

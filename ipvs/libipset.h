@@ -49,8 +49,14 @@ class LibIpset final : public Ipset {
     };
     LibIpset() = default;
 
+    bool newSession();
+    void recover();
+    // The `ipset list -t` text of a set, or nullopt if there is no set of that name.
+    Result<std::optional<std::string>> headerText(const std::string& name);
     // Runs a command prepared in the session's data; on failure returns libipset's message.
     Result<void> run(int cmd, const std::string& what);
+    // Clears the line number, data and report the previous command left in the session.
+    void prepare();
     // libipset's report text without its trailing newline, and resets the report.
     std::string takeReport();
     Result<std::string> listText(const std::string& name, bool headerOnly, bool save);

@@ -193,7 +193,8 @@ Result<bool> RtnlAddresses::ensureDummy(const std::string& name) {
         }
         // Someone created it between our look and our add: look again.
     }
-    return Error::sys(EEXIST, what + ": link keeps appearing and disappearing");
+    return Error{std::error_code(EEXIST, std::generic_category()),
+                 what + ": the link keeps appearing and disappearing"};
 }
 
 Result<bool> RtnlAddresses::linkExists(const std::string& name) {
