@@ -539,3 +539,86 @@ TEST_CASE("FS-42 a silent watch is not reconnected before timeoutSeconds", "[it]
     CHECK(t.observer.requestErrors == 0);
     CHECK(t.observer.lists.size() == 1);
 }
+
+TEST_CASE("in-band ERROR events and clean early close", "[it][stream]") {
+    struct Case {
+        std::string then;
+        bool relist;
+    };
+    const Case c = GENERATE(Case{"error_410", true}, Case{"error_gone", true},
+                            Case{"error_500", true}, Case{"close", false});
+    It t;
+    t.connect();
+    t.startServices();
+    REQUIRE(t.runUntil([&] { return t.services->hasSynced(); }));
+    REQUIRE(t.waitWatches(1));
+    REQUIRE(t.runUntil([&] { return t.observer.events >= 1; }));
+    t.server->post(
+        "faults",
+        R"({"match":{"resource":"services","watch":true},"action":"stream","after_events":1,"then":")" +
+            c.then + R"("})");
+    t.server->post("close-watches", R"({"mode":"close"})");
+    REQUIRE(t.runUntil([&] { return t.observer.watches.size() >= 2; }));
+    t.server->post("objects", svcObj("a", "10.96.0.1"));
+    t.server->post("objects", svcObj("b", "10.96.0.2"));
+    REQUIRE(t.runUntil([&] { return t.svcH.cache.size() == 2; }));
+    CHECK(t.svcH.take() == Strings{"synced", "add default/a", "add default/b"});
+    CHECK((t.observer.lists.size() > 1) == c.relist);
+    if (c.then == "error_410" || c.then == "error_gone") {
+        // Expired: the relist asks for the last RV ("not older than"), not a consistent read.
+        REQUIRE(t.observer.lists.size() >= 2);
+        CHECK_FALSE(t.observer.lists[1].empty());
+        CHECK(t.observer.lists[1] != "0");
+    }
+}
+
+TEST_CASE("FS-32 504 too-large RV: retried with Retry-After, then relist at RV \"\"", "[it]") {
+    It t;
+    t.opts.maxRetries = 2;
+    t.server->post(
+        "faults",
+        R"({"match":{"resource":"services","watch":false},"action":"status","preset":"too_large_rv","count":3})");
+    t.connect();
+    t.startServices();
+    REQUIRE(t.runUntil([&] { return t.services->hasSynced(); }));
+    CHECK(t.observer.retries == 2);
+    CHECK(t.observer.lists == Strings{"0", ""});
+}
+
+TEST_CASE("FS-24 410 on a relist with RV → next list at RV \"\"", "[it]") {
+    It t;
+    t.connect();
+    t.startServices();
+    REQUIRE(t.runUntil([&] { return t.services->hasSynced(); }));
+    REQUIRE(t.waitWatches(1));
+    REQUIRE(t.runUntil([&] { return t.observer.events >= 1; }));
+    t.server->post(
+        "faults",
+        R"([{"match":{"resource":"services","watch":true},"action":"stream","then":"error_500"},
+        {"match":{"resource":"services","watch":false},"action":"status","status":410,"reason":"Expired","message":"The resourceVersion for the provided list is too old."}])");
+    t.server->post("close-watches", R"({"mode":"close"})");
+    REQUIRE(
+        t.runUntil([&] { return t.observer.lists.size() >= 3 && t.observer.watches.size() >= 3; }));
+    CHECK(t.observer.lists[2].empty());
+    CHECK_FALSE(t.observer.lists[1].empty());
+}
+
+TEST_CASE("plain HTTP server via --master", "[it]") {
+    FakeServer server({"--control-port", "0"});
+    server.post("objects", svcObj("a", "10.96.0.1"));
+    boost::asio::io_context ioc;
+    auto cfg = resolveClientConfig("", "http://127.0.0.1:" + std::to_string(server.port));
+    REQUIRE(cfg.has_value());
+    ClientOptions opts;
+    auto c = Client::create(ioc, *cfg, opts);
+    REQUIRE(c.has_value());
+    Recorder<Service> h;
+    auto inf = (*c)->watchServices(h);
+    inf->start();
+    const auto end = std::chrono::steady_clock::now() + 30s;
+    while (!inf->hasSynced() && std::chrono::steady_clock::now() < end) {
+        ioc.restart();
+        ioc.run_for(5ms);
+    }
+    CHECK(h.take() == Strings{"add default/a", "synced"});
+}
