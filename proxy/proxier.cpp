@@ -6,6 +6,7 @@
 
 #include "ipvs/names.h"
 #include "proxy/log.h"
+#include "proxy/ownership.h"
 
 namespace kipvs::proxy {
 
@@ -252,35 +253,18 @@ bool Proxier::excluded(const net::IpAddress& a) const {
 }
 
 bool Proxier::owns(const ipvs::ServiceKey& key) const {
-    if (key.fwmark != 0) {
-        return false;
-    }
-    if (vsOwner_.count(key) != 0 || known_.count(key) != 0) {
+    if (key.fwmark == 0 && (vsOwner_.count(key) != 0 || known_.count(key) != 0)) {
         return true;
     }
-    const auto e = SetEntry::ipPort(key.address, key.protocol, key.port);
-    for (auto id :
-         {SetId::ClusterIp, SetId::ExternalIp, SetId::ExternalIpLocal, SetId::LoadBalancer}) {
-        if (setKnown_[static_cast<std::size_t>(id)].count(e) != 0) {
-            return true;
-        }
-    }
-    if (boundKnown_.count(key.address) != 0) {
-        return true;
-    }
-    if (std::binary_search(nodeAddresses_.begin(), nodeAddresses_.end(), key.address)) {
-        const auto port = SetEntry::portOnly(key.port);
-        switch (key.protocol) {
-            case Protocol::TCP:
-                return setKnown_[static_cast<std::size_t>(SetId::NodePortTcp)].count(port) != 0;
-            case Protocol::UDP:
-                return setKnown_[static_cast<std::size_t>(SetId::NodePortUdp)].count(port) != 0;
-            case Protocol::SCTP:
-                return setKnown_[static_cast<std::size_t>(SetId::NodePortSctp)].count(
-                           SetEntry::ipPort(key.address, Protocol::SCTP, key.port)) != 0;
-        }
-    }
-    return false;
+    const OwnershipView view{[this](SetId set, const SetEntry& e) {
+                                 return setKnown_[static_cast<std::size_t>(set)].count(e) != 0;
+                             },
+                             [this](const net::IpAddress& a) { return boundKnown_.count(a) != 0; },
+                             [this](const net::IpAddress& a) {
+                                 return std::binary_search(nodeAddresses_.begin(),
+                                                           nodeAddresses_.end(), a);
+                             }};
+    return ownsVirtualServer(key, view);
 }
 
 std::vector<Result<void>> Proxier::vipApply(std::span<const ipvs::AddressOp> ops) {
@@ -361,15 +345,6 @@ NodeContext Proxier::nodeContext() const {
         n.zone = node_->zone;
     }
     n.localAddresses = nodeAddresses_;
-    const bool all = cfg_.nodePortCidrs.empty() ||
-                     std::any_of(cfg_.nodePortCidrs.begin(), cfg_.nodePortCidrs.end(),
-                                 [](const net::Cidr& c) { return c.isAll(); });
-    for (const auto& a : nodeAddresses_) {
-        if (all || std::any_of(cfg_.nodePortCidrs.begin(), cfg_.nodePortCidrs.end(),
-                               [&](const net::Cidr& c) { return c.contains(a); })) {
-            n.nodePortIps.push_back(a);
-        }
-    }
     if (cfg_.bindAddress && cfg_.bindAddress->family() == cfg_.family &&
         !cfg_.bindAddress->isUnspecified()) {
         n.nodeIp = *cfg_.bindAddress;
@@ -383,6 +358,22 @@ NodeContext Proxier::nodeContext() const {
                     n.hasNodeIp = true;
                 }
             }
+        }
+    }
+    if (cfg_.nodePortPrimary) {
+        if (n.hasNodeIp &&
+            std::binary_search(nodeAddresses_.begin(), nodeAddresses_.end(), n.nodeIp)) {
+            n.nodePortIps.push_back(n.nodeIp);
+        }
+        return n;
+    }
+    const bool all = cfg_.nodePortCidrs.empty() ||
+                     std::any_of(cfg_.nodePortCidrs.begin(), cfg_.nodePortCidrs.end(),
+                                 [](const net::Cidr& c) { return c.isAll(); });
+    for (const auto& a : nodeAddresses_) {
+        if (all || std::any_of(cfg_.nodePortCidrs.begin(), cfg_.nodePortCidrs.end(),
+                               [&](const net::Cidr& c) { return c.contains(a); })) {
+            n.nodePortIps.push_back(a);
         }
     }
     return n;

@@ -65,6 +65,8 @@ struct ProxierConfig {
     ipvs::ShortName scheduler = *ipvs::ShortName::make("rr");
     std::vector<net::Cidr> excludeCidrs;   // this family's
     std::vector<net::Cidr> nodePortCidrs;  // this family's; empty: every node address
+    // nodePortAddresses ["primary"]: NodePorts answer on the node's own IP of this family only.
+    bool nodePortPrimary = false;
     // Overrides the Node's address as this family's node IP (--bind-address).
     std::optional<net::IpAddress> bindAddress;
     ipvs::RulesInput rules;  // masquerade bit/all, local detector, random-fully
@@ -172,6 +174,11 @@ class Proxier {
     std::size_t serviceCount() const { return services_.size(); }
     // True once the first full sync after start has completed.
     bool initialSyncDone() const { return initialSyncDone_; }
+    // The Service that owns a virtual server, or null.
+    const k8s::ObjectKey* ownerOf(const ipvs::ServiceKey& key) const {
+        auto it = vsOwner_.find(key);
+        return it == vsOwner_.end() ? nullptr : &it->second;
+    }
 
   private:
     struct Contribution {

@@ -1,5 +1,6 @@
 #include "tests/fakes/fake_kernel.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <numeric>
 #include <sstream>
@@ -490,6 +491,16 @@ Result<void> FakeIptables::restore(net::Family f, const std::string& payload) {
         } else if (line.starts_with("-A ")) {
             const auto sp = line.find(' ', 3);
             t.chains[table][line.substr(3, sp - 3)].push_back(line);
+        } else if (line.starts_with("-D ")) {
+            const auto sp = line.find(' ', 3);
+            auto& rules = t.chains[table][line.substr(3, sp - 3)];
+            auto it = std::find(rules.begin(), rules.end(), "-A" + line.substr(2));
+            if (it == rules.end()) {
+                return Error::invalid("iptables-restore: line: " + line + ": no such rule");
+            }
+            rules.erase(it);
+        } else if (line.starts_with("-X ")) {
+            t.chains[table].erase(line.substr(3));
         } else if (line.starts_with("-I ")) {
             // "-I CHAIN 1 rest" -> "-A CHAIN rest" at the head.
             const auto sp = line.find(' ', 3);

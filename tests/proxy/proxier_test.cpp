@@ -691,6 +691,20 @@ TEST_CASE("NodePorts answer on the node addresses nodePortAddresses selects", "[
     CHECK(f.set(names::kSetNodePortTcp) == std::set<SetEntry>{SetEntry::portOnly(30080)});
 }
 
+TEST_CASE("nodePortAddresses primary means the node's own IP only", "[proxier]") {
+    Fixture f;
+    f.addrs.links["eth1"].type = "veth";
+    f.addrs.links["eth1"].addresses = {ip("10.0.0.10")};
+    f.cfg.nodePortPrimary = true;
+    auto& p = f.start();
+    p.onServiceUpsert(ServiceBuilder("default", "np", "10.96.0.20")
+                          .type(k8s::ServiceType::NodePort)
+                          .port("p", 80, Protocol::TCP, 30080));
+    REQUIRE(f.sync());
+    CHECK(f.table() ==
+          std::vector<std::string>{"10.96.0.20:80/TCP ->", "192.168.1.10:30080/TCP ->"});
+}
+
 TEST_CASE("health-check ports follow LoadBalancer eTP=Local Services", "[proxier]") {
     Fixture f;
     auto& p = f.start();
