@@ -13,7 +13,14 @@ namespace {
 class AsioTimer : public Timer {
   public:
     explicit AsioTimer(boost::asio::io_context& ioc) : timer_(ioc) {}
-    ~AsioTimer() override { cancel(); }
+    ~AsioTimer() override {
+        ++*gen_;
+        try {
+            timer_.cancel();
+        } catch (const boost::system::system_error&) {
+            // Nothing to cancel on a broken timer; the generation already disarmed it.
+        }
+    }
 
     void start(Duration after, std::function<void()> fn) override {
         // A handler already queued with success cannot be recalled; the generation tells it

@@ -65,8 +65,9 @@ struct LoadBalancerIngress {
 struct Service {
     ObjectKey key;
     ServiceType type = ServiceType::ClusterIP;
-    // spec.clusterIPs (or spec.clusterIP when clusterIPs is empty); empty when the Service has
-    // none yet. headless = clusterIP "None".
+    // spec.clusterIPs (or spec.clusterIP when clusterIPs is empty); empty only for headless
+    // (clusterIP "None") and ExternalName Services. A Service whose cluster IP is not allocated
+    // yet is rejected by decoding (decode.h), so it never reaches a consumer.
     std::vector<net::IpAddress> clusterIPs;
     bool headless = false;
     std::vector<ServicePort> ports;
