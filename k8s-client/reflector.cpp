@@ -456,6 +456,21 @@ class ReflectorCore {
                     }
                     rvUnavailable_ = false;
                     markSynced();
+                } else {
+                    // A server that honours sendInitialEvents sends the annotated bookmark
+                    // before any other. A plain one means it ignored the parameter (servers
+                    // before 1.27): its ADDED events were a plain watch's, and the annotated
+                    // bookmark will never come. Fall back rather than wait for the timeout.
+                    call_.reset();
+                    abortReplace();
+                    initial_ = false;
+                    watchListUnsupported_ = true;
+                    observer_->onWatchListFallback(spec_.kind,
+                                                   "server sent a bookmark without " +
+                                                       std::string(kInitialEventsEnd) +
+                                                       ": sendInitialEvents not supported");
+                    startList("watch-list not supported by the server");
+                    return false;
                 }
             } else if (!rv.empty()) {
                 lastRV_ = rv;

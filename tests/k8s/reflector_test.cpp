@@ -477,7 +477,6 @@ TEST_CASE("watch-list: initial events swap in only after the end bookmark",
     CHECK_FALSE(w.has("resourceVersion"));
     w.head(200);
     w.data(svcEvent("ADDED", "a", "5") + svcEvent("ADDED", "b", "6"));
-    w.data(bookmark("7"));  // a plain bookmark does not end the initial events
     CHECK(r.handler.log.empty());
     CHECK_FALSE(r.informer->hasSynced());
     w.data(bookmark("8", "Service", true));
@@ -506,6 +505,25 @@ TEST_CASE("watch-list rejected with 422: list+watch now and later", "[reflector]
     r.clock->advance(r.clock->nextDue());
     CHECK(r.req().param("watch") == "<absent>");  // no second watch-list attempt
     CHECK(r.req().param("resourceVersion") == "10");
+}
+
+TEST_CASE("watch-list ignored by an old server (plain bookmark first): list+watch from then on",
+          "[reflector][watchlist]") {
+    Rig r(true);
+    r.start();
+    auto& w = r.req();
+    w.head(200);
+    w.data(svcEvent("ADDED", "a", "5") + bookmark("7"));
+    CHECK(r.handler.log.empty());
+    CHECK(r.observer.fallbacks == 1);
+    CHECK_FALSE(w.live());
+    auto& l = r.req();
+    CHECK(l.param("watch") == "<absent>");
+    auto& w2 = r.list("10", {svcJson("a", "5")});
+    CHECK(r.handler.take() == Strings{"add default/a", "synced"});
+    w2.respond(500, statusJson(500, "InternalError", "x"));
+    r.clock->advance(r.clock->nextDue());
+    CHECK(r.req().param("watch") == "<absent>");  // no watch-list attempt again
 }
 
 TEST_CASE("watch-list stream ending before its bookmark falls back to a list",
