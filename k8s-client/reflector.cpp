@@ -102,7 +102,9 @@ class ReflectorCore {
     Kind kind() const { return spec_.kind; }
 
     // The typed half.
-    virtual void beginReplace() = 0;
+    // streaming: deliver each item as it arrives (lists); else hold them until commit
+    // (watch-list's initial events must not be seen before their bookmark).
+    virtual void beginReplace(bool streaming) = 0;
     virtual void replaceItem(const json::value& obj) = 0;
     virtual void removeFromReplace(const json::value& obj) = 0;
     virtual void commitReplace() = 0;
@@ -172,7 +174,7 @@ class ReflectorCore {
     void startWatchList(const std::string& reason) {
         mode_ = Mode::WatchList;
         initial_ = true;
-        beginReplace();
+        beginReplace(false);
         const std::string rv = rvUnavailable_ ? std::string() : lastRV_;
         observer_->onList(spec_.kind, rv, reason);
         const int timeout = randomTimeoutSeconds();
@@ -196,7 +198,7 @@ class ReflectorCore {
         continue_.clear();
         pages_ = 0;
         fullListRetried_ = false;
-        beginReplace();
+        beginReplace(true);
         observer_->onList(spec_.kind, listRV_, reason);
         requestPage();
     }
@@ -353,7 +355,7 @@ class ReflectorCore {
                 usePaging_ = false;
                 continue_.clear();
                 abortReplace();
-                beginReplace();
+                beginReplace(true);
                 requestPage();
                 return;
             }
@@ -556,18 +558,35 @@ class Reflector final : public ReflectorCore, public Informer<T> {
         return o;
     }
 
-    void beginReplace() override { freePending(); }
+    void beginReplace(bool streaming) override {
+        freePending();
+        streaming_ = streaming;
+    }
 
     // Releases the storage, not just the elements: `x = {}` would pick the initializer_list
     // assignment and keep a 44,000-slot capacity alive for the life of the informer.
     void freePending() {
         decltype(pending_)().swap(pending_);
         decltype(pendingIndex_)().swap(pendingIndex_);
+        decltype(seen_)().swap(seen_);
     }
 
     void replaceItem(const json::value& v) override {
         DecodeReport r;
         auto o = decode(v, r);
+        if (streaming_) {
+            // Each object is whole and real, so it can go out now; only the deletions of
+            // the set-based replace wait for the end of the list. This keeps one copy of
+            // a 44,000-object list (the consumer's), not two.
+            if (o) {
+                std::string key = keyString(Codec<T>::key(*o));
+                upsert(key, *o);
+                seen_.insert(std::move(key));
+            } else {
+                seen_.erase(keyString(r.key));
+            }
+            return;
+        }
         const std::string key = keyString(r.key);
         auto it = pendingIndex_.find(key);
         if (it != pendingIndex_.end()) {
@@ -586,7 +605,7 @@ class Reflector final : public ReflectorCore, public Informer<T> {
     }
 
     void commitReplace() override {
-        std::unordered_set<std::string> seen;
+        std::unordered_set<std::string> seen = std::move(seen_);
         seen.reserve(pending_.size());
         for (auto& slot : pending_) {
             if (!slot) {
@@ -652,6 +671,8 @@ class Reflector final : public ReflectorCore, public Informer<T> {
     std::unordered_map<std::string, std::uint64_t> delivered_;
     std::vector<std::optional<T>> pending_;
     std::unordered_map<std::string, std::size_t> pendingIndex_;
+    std::unordered_set<std::string> seen_;  // keys listed so far (streaming)
+    bool streaming_ = false;
 };
 
 }  // namespace

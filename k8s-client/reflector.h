@@ -10,8 +10,10 @@
 //   2. List: resourceVersion "0" the first time, then the last seen RV, or "" after a 410 or
 //      a too-large-RV; limit=500 with continue-paging when RV is "" or "0" (or the server
 //      paginated before). A 410 on a continue page retries once as a full list without limit.
-//      The pages replace the delivered state as a set: adds, changed objects as updates,
-//      vanished ones as deletes.
+//      The pages replace the delivered state as a set: each listed object goes out as it
+//      is decoded (an add, an update if it changed, nothing if not), and the objects that
+//      were not listed are deleted when the last page is in. A list that fails halfway has
+//      delivered only whole, real object versions; the next list completes the replace.
 //   3. Watch from that RV with allowWatchBookmarks=true and timeoutSeconds in [300, 600).
 //      Every event and bookmark records its RV. A clean end, a reset or an idle timeout
 //      re-watches at once from the last RV, except a "very short watch" (< 1 s, no event),
