@@ -166,6 +166,13 @@ class Proxier {
     int reapTerminating();
     std::size_t terminatingCount() const;
 
+    // detectLocalMode NodeCIDR learns the pod CIDR from the Node: the rules follow it.
+    void setLocalDetector(const ipvs::LocalDetector& d) {
+        if (!(cfg_.rules.localDetector == d)) {
+            cfg_.rules.localDetector = d;
+        }
+    }
+
     // ---- for the daemon ----
     const std::map<k8s::ObjectKey, HealthCheck>& healthChecks() const { return healthChecks_; }
     // Bumped whenever healthChecks() changes.

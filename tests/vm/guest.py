@@ -90,6 +90,13 @@ def build_initramfs(kdir, version):
         os.symlink("busybox", os.path.join(staging, "bin/sh"))
         shutil.copy2(os.path.join(HERE, "init.sh"), os.path.join(staging, "init"))
         os.chmod(os.path.join(staging, "init"), 0o755)
+        # The kernel's module helper: the host's kmod modprobe, run in the host's root with
+        # this kernel's module tree (the cache is visible in the guest at the same path).
+        helper = os.path.join(staging, "sbin", "kipvs-modprobe")
+        with open(helper, "w") as f:
+            f.write("#!/bin/busybox sh\n"
+                    f"exec /bin/busybox chroot /newroot /sbin/modprobe -d {shlex.quote(kdir)} \"$@\"\n")
+        os.chmod(helper, 0o755)
         # Only what is needed to mount 9p lives in the initramfs; the full module tree is
         # bind-mounted from the host's cache once 9p is up.
         src = os.path.join(kdir, "lib/modules", version)

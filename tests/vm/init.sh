@@ -22,8 +22,13 @@ done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=none,msize=512000 root /newroot \
     || fail "cannot mount the host root over 9p"
 # Modules load on demand through the kernel's helper, which runs in this initramfs' root:
-# give it the whole module tree from the host's cache.
+# give it the whole module tree from the host's cache, and let the host's kmod modprobe do
+# the lookups (its binary indexes are far faster under emulation than busybox parsing the
+# text modules.alias; see /sbin/kipvs-modprobe).
 mount --bind "/newroot$KIPVS_MODULES" /lib/modules || fail "cannot bind the module tree"
+if [ -x /newroot/bin/kmod ]; then
+    echo /sbin/kipvs-modprobe > /proc/sys/kernel/modprobe
+fi
 
 mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys

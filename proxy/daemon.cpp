@@ -1,0 +1,1142 @@
+#include "proxy/daemon.h"
+
+#include <fcntl.h>
+#include <sys/inotify.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cctype>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "ipvs/iptables_exec.h"
+#include "ipvs/libipset.h"
+#include "ipvs/names.h"
+#include "ipvs/netlink_ipvs.h"
+#include "ipvs/nf_conntrack.h"
+#include "ipvs/rtnl_addresses.h"
+#include "ipvs/sysctl.h"
+#include "k8s-client/client.h"
+#include "k8s-client/config.h"
+#include "k8s-client/decode.h"
+#include "k8s-client/observer.h"
+#include "proxy/cleanup.h"
+#include "proxy/health.h"
+#include "proxy/http_server.h"
+#include "proxy/log.h"
+#include "proxy/metrics.h"
+#include "proxy/node_setup.h"
+#include "proxy/proxier.h"
+#include "proxy/rules_sync.h"
+#include "proxy/scheduler.h"
+#include "proxy/version.h"
+
+namespace kipvs::proxy {
+
+namespace asio = boost::asio;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+std::int64_t wallNowNs() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+std::string familyLabel(net::Family f) {
+    return f == net::Family::V4 ? "IPv4" : "IPv6";
+}
+
+// hostnameOverride, or the host name; trimmed and lower-cased as kube-proxy does.
+std::string nodeName(const Config& cfg) {
+    std::string n = cfg.hostnameOverride;
+    if (n.empty()) {
+        char buf[256] = {};
+        gethostname(buf, sizeof buf - 1);
+        n = buf;
+    }
+    while (!n.empty() && std::isspace(static_cast<unsigned char>(n.back()))) {
+        n.pop_back();
+    }
+    std::size_t start = 0;
+    while (start < n.size() && std::isspace(static_cast<unsigned char>(n[start]))) {
+        ++start;
+    }
+    n = n.substr(start);
+    std::transform(n.begin(), n.end(), n.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return n;
+}
+
+KernelVersion runningKernel() {
+    utsname u{};
+    uname(&u);
+    return parseKernelRelease(u.release).value_or(KernelVersion{});
+}
+
+int onlineCpus() {
+    const long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? static_cast<int>(n) : 1;
+}
+
+// Sysctls, conntrack limits and IPVS timeouts (reference §9.3), shared by --init-only and the
+// daemon. Values already right are not written.
+Result<void> setupNode(const Config& cfg, ipvs::Ipvs* ipvs) {
+    ipvs::ProcSysctl sysctl;
+    auto changed = ipvs::applySysctls(sysctl, proxySysctls(cfg, runningKernel()));
+    if (!changed) {
+        return changed.error().context("set IPVS sysctls");
+    }
+    for (const auto& k : *changed) {
+        log::info("Set sysctl", {{"sysctl", k}});
+    }
+    const auto ct = conntrackSysctls(cfg, onlineCpus());
+    auto ctChanged = ipvs::applySysctls(sysctl, ct);
+    if (!ctChanged) {
+        return ctChanged.error().context("set conntrack limits");
+    }
+    for (const auto& s : ct) {
+        if (s.key != "net/netfilter/nf_conntrack_max") {
+            continue;
+        }
+        // The hash table should hold a quarter of the entries; raise it if it is smaller.
+        ipvs::ProcSysctl sys("/sys/module/nf_conntrack/parameters");
+        const long long want = std::stoll(s.value) / 4;
+        auto cur = sys.get("hashsize");
+        if (cur && std::stoll(*cur) < want) {
+            if (auto r = sys.set("hashsize", std::to_string(want)); !r) {
+                log::warning("Cannot raise the conntrack hash size (/sys is read-only?)",
+                             {{"error", r.error().message}});
+            }
+        }
+    }
+    if (auto t = ipvsTimeouts(cfg); t && ipvs != nullptr) {
+        auto cur = ipvs->timeouts();
+        const bool same = cur && (t->tcp == 0 || cur->tcp == t->tcp) &&
+                          (t->tcpFin == 0 || cur->tcpFin == t->tcpFin) &&
+                          (t->udp == 0 || cur->udp == t->udp);
+        if (!same) {
+            if (auto r = ipvs->setTimeouts(*t); !r) {
+                log::error("Setting the IPVS timeouts failed", {{"error", r.error().message}});
+            }
+        }
+    }
+    return ok();
+}
+
+std::vector<net::Cidr> cidrsOf(const std::vector<std::string>& texts, net::Family f) {
+    std::vector<net::Cidr> out;
+    for (const auto& t : texts) {
+        if (auto c = net::Cidr::parse(t); c && c->family() == f) {
+            out.push_back(*c);
+        }
+    }
+    return out;
+}
+
+std::vector<std::string> splitComma(const std::string& s) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (start <= s.size()) {
+        auto end = s.find(',', start);
+        if (end == std::string::npos) {
+            end = s.size();
+        }
+        if (end > start) {
+            out.push_back(s.substr(start, end - start));
+        }
+        start = end + 1;
+    }
+    return out;
+}
+
+// The self-pipe the signal handler writes to; the second signal exits at once.
+int gSignalPipe[2] = {-1, -1};
+std::atomic<int> gSignals{0};
+
+extern "C" void onSignal(int sig) {
+    if (gSignals.fetch_add(1) > 0) {
+        _exit(128 + sig);
+    }
+    const char c = static_cast<char>(sig);
+    [[maybe_unused]] auto n = write(gSignalPipe[1], &c, 1);
+}
+
+}  // namespace
+
+class Daemon {
+  public:
+    explicit Daemon(const Config& cfg)
+        : cfg_(cfg),
+          health_(2 * std::chrono::duration_cast<SteadyClock::duration>(cfg.ipvs.syncPeriod)),
+          scheduler_(std::chrono::duration_cast<SteadyClock::duration>(cfg.ipvs.minSyncPeriod),
+                     std::chrono::duration_cast<SteadyClock::duration>(cfg.ipvs.syncPeriod)),
+          syncTimer_(io_),
+          verifyTimer_(io_),
+          reapTimer_(io_),
+          signalPipe_(io_),
+          configWatch_(io_),
+          start_(SteadyClock::now()),
+          startWallNs_(wallNowNs()),
+          nodeName_(nodeName(cfg)),
+          services_(*this),
+          slices_(*this),
+          node_(*this),
+          observer_(*this) {}
+
+    ~Daemon() {
+        if (verifier_.joinable()) {
+            verifier_.join();
+        }
+    }
+
+    int run();
+
+  private:
+    // ---- API event fan-out: handlers only record and ask for a sync ----
+    struct ServiceHandler final : k8s::EventHandler<k8s::Service> {
+        explicit ServiceHandler(Daemon& d) : d(d) {}
+        void onAdd(const k8s::Service& s) override { upsert(s); }
+        void onUpdate(const k8s::Service& s) override { upsert(s); }
+        void upsert(const k8s::Service& s) {
+            for (auto& p : d.proxiers_) {
+                p->onServiceUpsert(s);
+            }
+            d.changed();
+        }
+        void onDelete(const k8s::ObjectKey& key) override {
+            for (auto& p : d.proxiers_) {
+                p->onServiceDelete(key);
+            }
+            d.changed();
+        }
+        void onSynced() override {
+            for (auto& p : d.proxiers_) {
+                p->setServicesSynced();
+            }
+            d.changed();
+        }
+        Daemon& d;
+    };
+    struct SliceHandler final : k8s::EventHandler<k8s::EndpointSlice> {
+        explicit SliceHandler(Daemon& d) : d(d) {}
+        void onAdd(const k8s::EndpointSlice& s) override { upsert(s); }
+        void onUpdate(const k8s::EndpointSlice& s) override { upsert(s); }
+        void upsert(const k8s::EndpointSlice& s) {
+            for (auto& p : d.proxiers_) {
+                p->onSliceUpsert(s);
+            }
+            d.changed();
+        }
+        void onDelete(const k8s::ObjectKey& key) override {
+            for (auto& p : d.proxiers_) {
+                p->onSliceDelete(key);
+            }
+            d.changed();
+        }
+        void onSynced() override {
+            for (auto& p : d.proxiers_) {
+                p->setSlicesSynced();
+            }
+            d.changed();
+        }
+        Daemon& d;
+    };
+    struct NodeHandler final : k8s::EventHandler<k8s::Node> {
+        explicit NodeHandler(Daemon& d) : d(d) {}
+        void onAdd(const k8s::Node& n) override { upsert(n); }
+        void onUpdate(const k8s::Node& n) override { upsert(n); }
+        void upsert(const k8s::Node& n) {
+            d.health_.setNodeEligible(!n.deleting && !n.toBeDeletedByAutoscaler);
+            for (auto& p : d.proxiers_) {
+                p->onNodeUpsert(n);
+                if (d.cfg_.detectLocalMode == "NodeCIDR") {
+                    p->setLocalDetector(d.nodeCidrDetector(n, p->family()));
+                }
+            }
+            d.changed();
+        }
+        void onDelete(const k8s::ObjectKey&) override {
+            d.health_.setNodeEligible(false);
+            for (auto& p : d.proxiers_) {
+                p->onNodeDelete();
+            }
+            d.changed();
+        }
+        void onSynced() override {
+            for (auto& p : d.proxiers_) {
+                p->setNodeSynced();
+            }
+            d.changed();
+        }
+        Daemon& d;
+    };
+
+    // ---- the API client's reports: logged once here, and counted ----
+    struct ClientObserver final : k8s::Observer {
+        explicit ClientObserver(Daemon& d) : d(d) {}
+        void onInvalid(k8s::Kind kind, const k8s::ObjectKey& key, const k8s::Issue& issue,
+                       bool whole, const std::string& message) override {
+            d.metrics_
+                .counter("kube_ipvs_rejected_objects_total",
+                         "API objects (or entries of them) rejected as invalid",
+                         {{"kind", std::string(k8s::kindName(kind))},
+                          {"scope", whole ? "object" : "entry"}})
+                .inc();
+            log::warning(whole ? "Rejected an invalid object" : "Dropped an invalid entry",
+                         {{"kind", k8s::kindName(kind)},
+                          {"object", key.toString()},
+                          {"field", issue.field},
+                          {"reason", message}});
+        }
+        void onSkippedEvent(k8s::Kind kind, const std::string& message) override {
+            log::warning("Skipped a watch event",
+                         {{"kind", k8s::kindName(kind)}, {"reason", message}});
+        }
+        void onRequestError(k8s::Kind kind, std::string_view op, int status,
+                            const std::string& message) override {
+            d.metrics_
+                .counter("kube_ipvs_api_request_errors_total", "Failed API requests",
+                         {{"kind", std::string(k8s::kindName(kind))}, {"op", std::string(op)}})
+                .inc();
+            log::error("API request failed", {{"kind", k8s::kindName(kind)},
+                                              {"op", op},
+                                              {"status", status},
+                                              {"error", message}});
+        }
+        void onRetry(std::string_view target, const std::string& reason, double delay) override {
+            log::debug(2, "Retrying API request",
+                       {{"target", target}, {"reason", reason}, {"delaySeconds", delay}});
+        }
+        void onList(k8s::Kind kind, const std::string& rv, const std::string& reason) override {
+            d.metrics_
+                .counter("kube_ipvs_api_lists_total", "Lists (initial and relists) started",
+                         {{"kind", std::string(k8s::kindName(kind))}})
+                .inc();
+            log::debug(
+                reason == "initial" ? 2 : 0, "Listing",
+                {{"kind", k8s::kindName(kind)}, {"resourceVersion", rv}, {"reason", reason}});
+        }
+        void onWatch(k8s::Kind kind, const std::string& rv, const std::string& reason) override {
+            log::debug(
+                3, "Watching",
+                {{"kind", k8s::kindName(kind)}, {"resourceVersion", rv}, {"reason", reason}});
+        }
+        void onBackoff(k8s::Kind kind, const std::string& reason, double delay) override {
+            log::warning(
+                "API watch failed; backing off",
+                {{"kind", k8s::kindName(kind)}, {"reason", reason}, {"delaySeconds", delay}});
+        }
+        void onWatchListFallback(k8s::Kind kind, const std::string& reason) override {
+            log::info("Streaming list not available; using list and watch",
+                      {{"kind", k8s::kindName(kind)}, {"reason", reason}});
+        }
+        void onSynced(k8s::Kind kind, std::size_t objects) override {
+            log::info("Synced", {{"kind", k8s::kindName(kind)}, {"objects", objects}});
+        }
+        void onEvent(k8s::Kind kind, std::string_view type) override {
+            d.metrics_
+                .counter("kube_ipvs_api_watch_events_total", "Watch events received",
+                         {{"kind", std::string(k8s::kindName(kind))}, {"type", std::string(type)}})
+                .inc();
+        }
+        Daemon& d;
+    };
+
+    Result<void> openKernel();
+    Result<void> checkScheduler();
+    Result<void> createProxiers();
+    Result<void> startClient();
+    Result<void> startServers();
+    void installSignals();
+    void watchConfigFile();
+    ipvs::LocalDetector localDetector(net::Family f) const;
+    ipvs::LocalDetector nodeCidrDetector(const k8s::Node& n, net::Family f) const;
+
+    void changed();
+    void scheduleSync();
+    void runSync();
+    void scheduleVerify();
+    void startVerify();
+    void scheduleReap();
+    void syncHealthChecks();
+    void stop(int code, const std::string& why);
+
+    HttpResponse serveHealthz(const HttpRequest& r);
+    HttpResponse serveMetrics(const HttpRequest& r);
+    std::string ipvsCounters();
+    double monoSeconds() const {
+        return std::chrono::duration<double>(SteadyClock::now() - start_).count();
+    }
+
+    Config cfg_;
+    asio::io_context io_;
+    metrics::Registry metrics_;
+    ProxyHealth health_;
+    SyncScheduler scheduler_;
+    asio::steady_timer syncTimer_;
+    asio::steady_timer verifyTimer_;
+    asio::steady_timer reapTimer_;
+    asio::posix::stream_descriptor signalPipe_;
+    asio::posix::stream_descriptor configWatch_;
+    SteadyClock::time_point start_;
+    std::int64_t startWallNs_;
+    std::string nodeName_;
+    bool syncArmed_ = false;
+    bool stopping_ = false;
+    int exitCode_ = 0;
+
+    std::unique_ptr<ipvs::NetlinkIpvs> ipvs_;
+    std::unique_ptr<ipvs::RtnlAddresses> addrs_;
+    std::unique_ptr<ipvs::LibIpset> ipset_;
+    std::unique_ptr<ipvs::NetfilterConntrack> conntrack_;
+    ipvs::ExecIptables iptables_;
+    std::map<net::Family, std::unique_ptr<IptablesRulesSync>> rules_;
+    std::vector<std::unique_ptr<Proxier>> proxiers_;
+    std::map<net::Family, std::optional<SteadyClock::time_point>> syncStarted_;
+
+    ServiceHandler services_;
+    SliceHandler slices_;
+    NodeHandler node_;
+    ClientObserver observer_;
+    std::unique_ptr<k8s::Client> client_;
+    std::unique_ptr<k8s::Informer<k8s::Service>> serviceInformer_;
+    std::unique_ptr<k8s::Informer<k8s::EndpointSlice>> sliceInformer_;
+    std::unique_ptr<k8s::Informer<k8s::Node>> nodeInformer_;
+
+    std::unique_ptr<HttpServer> healthzServer_;
+    std::unique_ptr<HttpServer> metricsServer_;
+    struct HcListener {
+        k8s::ObjectKey service;
+        std::uint32_t localEndpoints = 0;
+        std::unique_ptr<HttpServer> server;  // null while the port cannot be bound
+    };
+    std::map<std::uint16_t, HcListener> hc_;
+
+    std::thread verifier_;
+    bool verifying_ = false;
+    char signalByte_ = 0;
+    std::array<char, 4096> inotifyBuf_{};
+};
+
+// ---- start-up ---------------------------------------------------------------------------
+
+Result<void> Daemon::openKernel() {
+    auto ipvs = ipvs::NetlinkIpvs::open();
+    if (!ipvs) {
+        return ipvs.error().context("can't use the IPVS proxier: IPVS generic netlink");
+    }
+    ipvs_ = std::move(*ipvs);
+    auto addrs = ipvs::RtnlAddresses::open();
+    if (!addrs) {
+        return addrs.error().context("rtnetlink");
+    }
+    addrs_ = std::move(*addrs);
+    auto ipset = ipvs::LibIpset::open();
+    if (!ipset) {
+        return ipset.error().context("can't use the IPVS proxier: ipset");
+    }
+    ipset_ = std::move(*ipset);
+    if (auto ct = ipvs::NetfilterConntrack::open(); ct) {
+        conntrack_ = std::move(*ct);
+    } else {
+        log::warning(
+            "conntrack netlink is unavailable; UDP conntrack entries will not be "
+            "cleaned up",
+            {{"error", ct.error().message}});
+    }
+    return ok();
+}
+
+Result<void> Daemon::checkScheduler() {
+    // As kube-proxy: if no virtual server uses the scheduler yet, create a probe one with it
+    // (the kernel loads ip_vs_<scheduler> on demand) and delete it again.
+    const auto sched = cfg_.effectiveScheduler();
+    auto services = ipvs_->services();
+    if (!services) {
+        return services.error().context("can't use the IPVS proxier: list virtual servers");
+    }
+    for (const auto& s : *services) {
+        if (s.service.scheduler.view() == sched) {
+            return ok();
+        }
+    }
+    ipvs::VirtualServer probe;
+    probe.key = {*net::IpAddress::parse("198.51.100.0"), 20000, ipvs::Protocol::TCP, 0};
+    probe.scheduler = *ipvs::ShortName::make(sched);
+    const ipvs::Op ops[] = {ipvs::Op::addService(probe), ipvs::Op::deleteService(probe.key)};
+    const auto results = ipvs_->apply(ops);
+    if (results.empty() || !results[0].succeeded()) {
+        return Error::invalid("can't use the IPVS proxier: scheduler " + sched + ": " +
+                              (results.empty() ? std::string("no result") : results[0].message));
+    }
+    return ok();
+}
+
+ipvs::LocalDetector Daemon::localDetector(net::Family f) const {
+    ipvs::LocalDetector d;
+    const auto& mode = cfg_.detectLocalMode;
+    if (mode.empty() || mode == "ClusterCIDR") {
+        for (const auto& c : cidrsOf(splitComma(cfg_.clusterCIDR), f)) {
+            d.kind = ipvs::LocalDetector::Kind::Cidr;
+            d.cidr = c;
+            break;
+        }
+    } else if (mode == "BridgeInterface") {
+        d.kind = ipvs::LocalDetector::Kind::BridgeInterface;
+        d.interface = cfg_.detectLocal.bridgeInterface;
+    } else if (mode == "InterfaceNamePrefix") {
+        d.kind = ipvs::LocalDetector::Kind::InterfacePrefix;
+        d.interface = cfg_.detectLocal.interfaceNamePrefix;
+    }
+    return d;
+}
+
+ipvs::LocalDetector Daemon::nodeCidrDetector(const k8s::Node& n, net::Family f) const {
+    ipvs::LocalDetector d;
+    for (const auto& c : n.podCIDRs) {
+        if (c.family() == f) {
+            d.kind = ipvs::LocalDetector::Kind::Cidr;
+            d.cidr = c;
+            break;
+        }
+    }
+    return d;
+}
+
+Result<void> Daemon::createProxiers() {
+    // A family is proxied when its iptables works (and, for IPv6, the kernel has IPv6), as
+    // kube-proxy decides dual-stack.
+    std::vector<net::Family> families;
+    for (auto f : {net::Family::V4, net::Family::V6}) {
+        if (f == net::Family::V6 && access("/proc/net/if_inet6", F_OK) != 0) {
+            continue;
+        }
+        if (auto s = iptables_.save(f, "nat"); !s) {
+            log::warning("iptables unusable; not proxying this family",
+                         {{"ipFamily", familyLabel(f)}, {"error", s.error().message}});
+            continue;
+        }
+        families.push_back(f);
+    }
+    if (families.empty()) {
+        return Error::invalid("neither iptables nor ip6tables works on this node");
+    }
+    const bool primary =
+        cfg_.nodePortAddresses.size() == 1 && cfg_.nodePortAddresses[0] == "primary";
+    for (auto f : families) {
+        ProxierConfig pc;
+        pc.family = f;
+        pc.nodeName = nodeName_;
+        pc.scheduler = *ipvs::ShortName::make(cfg_.effectiveScheduler());
+        pc.excludeCidrs = cidrsOf(cfg_.ipvs.excludeCIDRs, f);
+        pc.nodePortPrimary = primary;
+        if (!primary) {
+            pc.nodePortCidrs = cidrsOf(cfg_.nodePortAddresses, f);
+            if (!cfg_.nodePortAddresses.empty() && pc.nodePortCidrs.empty()) {
+                // CIDRs were given, none of this family: no NodePorts in this family.
+                pc.nodePortCidrs.push_back(
+                    *net::Cidr::parse(f == net::Family::V4 ? "255.255.255.255/32" : "ff00::/128"));
+            }
+        }
+        if (auto b = net::IpAddress::parse(cfg_.bindAddress); b && !b->isUnspecified()) {
+            pc.bindAddress = *b;
+        }
+        pc.rules.masqueradeBit = cfg_.iptables.masqueradeBit;
+        pc.rules.masqueradeAll = cfg_.iptables.masqueradeAll;
+        pc.rules.localDetector = localDetector(f);
+        pc.binding = cfg_.vipBinding == "route" ? VipBinding::Route : VipBinding::Address;
+        pc.startWallNs = startWallNs_;
+        rules_[f] = std::make_unique<IptablesRulesSync>(iptables_);
+        proxiers_.push_back(std::make_unique<Proxier>(
+            pc, KernelRefs{*ipvs_, *addrs_, *ipset_, *rules_[f], conntrack_.get()}, metrics_));
+        log::info("Proxying", {{"ipFamily", familyLabel(f)}, {"node", nodeName_}});
+    }
+    // Read what is already programmed (a restart converges by diff, it does not flush).
+    for (auto& p : proxiers_) {
+        if (auto r = p->adopt(); !r) {
+            return r.error().context("read the kernel state of " + familyLabel(p->family()));
+        }
+    }
+    return ok();
+}
+
+Result<void> Daemon::startClient() {
+    auto cc = k8s::resolveClientConfig(cfg_.clientConnection.kubeconfig, cfg_.master);
+    if (!cc) {
+        return cc.error();
+    }
+    k8s::ClientOptions opts;
+    opts.version = kVersion;
+    opts.qps = cfg_.clientConnection.qps;
+    opts.burst = cfg_.clientConnection.burst;
+    auto client = k8s::Client::create(io_, *cc, opts, &observer_);
+    if (!client) {
+        return client.error();
+    }
+    client_ = std::move(*client);
+    serviceInformer_ = client_->watchServices(services_);
+    sliceInformer_ = client_->watchEndpointSlices(slices_);
+    nodeInformer_ = client_->watchNode(nodeName_, node_);
+    serviceInformer_->start();
+    sliceInformer_->start();
+    nodeInformer_->start();
+    log::info("Watching the API server",
+              {{"server", cc->server.toString()}, {"source", cc->source}});
+    return ok();
+}
+
+Result<void> Daemon::startServers() {
+    auto bindFailed = [&](const char* what, const Error& e) -> Result<void> {
+        if (cfg_.bindAddressHardFail) {
+            return e.context(std::string("start the ") + what + " server");
+        }
+        log::error("Cannot start a server", {{"server", what}, {"error", e.message}});
+        return ok();
+    };
+    if (!cfg_.healthzBindAddress.empty()) {
+        auto s = HttpServer::listen(io_, cfg_.healthzBindAddress,
+                                    [this](const HttpRequest& r) { return serveHealthz(r); });
+        if (s) {
+            healthzServer_ = std::move(*s);
+        } else if (auto r = bindFailed("healthz", s.error()); !r) {
+            return r;
+        }
+    }
+    if (!cfg_.metricsBindAddress.empty()) {
+        auto s = HttpServer::listen(io_, cfg_.metricsBindAddress,
+                                    [this](const HttpRequest& r) { return serveMetrics(r); });
+        if (s) {
+            metricsServer_ = std::move(*s);
+        } else if (auto r = bindFailed("metrics", s.error()); !r) {
+            return r;
+        }
+    }
+    return ok();
+}
+
+void Daemon::installSignals() {
+    if (pipe2(gSignalPipe, O_CLOEXEC) != 0) {
+        log::error("Cannot create the signal pipe");
+        return;
+    }
+    struct sigaction sa {};
+    sa.sa_handler = onSignal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+    signalPipe_.assign(gSignalPipe[0]);
+    signalPipe_.async_read_some(asio::buffer(&signalByte_, 1), [this](auto ec, std::size_t) {
+        if (!ec) {
+            stop(0, std::string("received ") + strsignal(static_cast<int>(signalByte_)));
+        }
+    });
+}
+
+void Daemon::watchConfigFile() {
+    if (cfg_.configFile.empty()) {
+        return;
+    }
+    const int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (fd < 0) {
+        log::warning("Cannot watch the configuration file", {{"file", cfg_.configFile}});
+        return;
+    }
+    // Follows the ConfigMap's symlinks to the file itself: an edit or the atomic swap of a
+    // ConfigMap update both end up here.
+    if (inotify_add_watch(fd, cfg_.configFile.c_str(),
+                          IN_MODIFY | IN_CLOSE_WRITE | IN_MOVE_SELF | IN_DELETE_SELF) < 0) {
+        close(fd);
+        log::warning("Cannot watch the configuration file", {{"file", cfg_.configFile}});
+        return;
+    }
+    configWatch_.assign(fd);
+    configWatch_.async_read_some(asio::buffer(inotifyBuf_), [this](auto ec, std::size_t) {
+        if (!ec) {
+            // As kube-proxy: exit, and let the DaemonSet restart us with the new content.
+            stop(1, "content of the proxy server's configuration file was updated");
+        }
+    });
+}
+
+// ---- the sync loop ----------------------------------------------------------------------
+
+void Daemon::changed() {
+    const auto now = SteadyClock::now();
+    for (auto& p : proxiers_) {
+        health_.queued(p->family(), now);
+    }
+    metrics_
+        .gauge("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
+               "The last time a sync of proxy rules was queued")
+        .set(static_cast<double>(wallNowNs()) / 1e9);
+    scheduler_.request();
+    scheduleSync();
+}
+
+void Daemon::scheduleSync() {
+    if (stopping_) {
+        return;
+    }
+    const auto now = SteadyClock::now();
+    auto at = scheduler_.next(now);
+    if (!at) {
+        return;
+    }
+    syncArmed_ = true;
+    syncTimer_.expires_at(*at);
+    syncTimer_.async_wait([this](auto ec) {
+        if (ec) {
+            return;  // re-armed or stopped
+        }
+        syncArmed_ = false;
+        runSync();
+    });
+}
+
+void Daemon::runSync() {
+    if (stopping_) {
+        return;
+    }
+    const auto now = SteadyClock::now();
+    const SyncTime t{now, wallNowNs()};
+    bool failed = false;
+    bool more = false;
+    for (auto& p : proxiers_) {
+        const auto fam = p->family();
+        if (!p->adopted()) {
+            if (auto r = p->adopt(); !r) {
+                log::error("Reading the kernel state failed",
+                           {{"ipFamily", familyLabel(fam)}, {"error", r.error().message}});
+                failed = true;
+                continue;
+            }
+        }
+        if (!p->initialized() || !p->pending()) {
+            continue;
+        }
+        auto& started = syncStarted_[fam];
+        if (!started) {
+            started = now;
+        }
+        const auto step = p->syncStep(t);
+        failed = failed || step.failed;
+        if (!step.done) {
+            more = true;
+            continue;
+        }
+        const auto end = SteadyClock::now();
+        metrics_
+            .histogram("kubeproxy_sync_proxy_rules_duration_seconds",
+                       "SyncProxyRules latency in seconds",
+                       metrics::exponentialBuckets(0.001, 2, 15), {{"ip_family", familyLabel(fam)}})
+            .observe(std::chrono::duration<double>(end - *started).count());
+        started.reset();
+        if (!step.failed) {
+            health_.updated(fam, end, wallNowNs());
+            metrics_
+                .gauge("kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+                       "The last time proxy rules were successfully synced",
+                       {{"ip_family", familyLabel(fam)}})
+                .set(static_cast<double>(wallNowNs()) / 1e9);
+        }
+    }
+    scheduler_.ran(now, failed, more);
+    syncHealthChecks();
+    scheduleReap();
+    scheduleSync();
+}
+
+void Daemon::scheduleVerify() {
+    if (stopping_) {
+        return;
+    }
+    verifyTimer_.expires_after(cfg_.ipvs.syncPeriod);
+    verifyTimer_.async_wait([this](auto ec) {
+        if (!ec) {
+            startVerify();
+        }
+    });
+}
+
+void Daemon::startVerify() {
+    const bool ready = std::all_of(proxiers_.begin(), proxiers_.end(),
+                                   [](const auto& p) { return p->initialSyncDone(); });
+    if (verifying_ || !ready || stopping_) {
+        scheduleVerify();
+        return;
+    }
+    verifying_ = true;
+    if (verifier_.joinable()) {
+        verifier_.join();
+    }
+    std::vector<std::uint64_t> seqs;
+    for (auto& p : proxiers_) {
+        seqs.push_back(p->opSeq());
+    }
+    // The IPVS dump runs on its own thread and socket, so a 44,000-Service table does not
+    // stall event handling; the comparison runs back on the io thread.
+    verifier_ = std::thread([this, seqs] {
+        Result<IpvsSnapshot> snap = Error::invalid("no snapshot");
+        if (auto reader = ipvs::NetlinkIpvs::open(); reader) {
+            snap = takeSnapshot(**reader);
+        } else {
+            snap = reader.error();
+        }
+        asio::post(io_, [this, seqs, snap = std::move(snap)]() mutable {
+            verifying_ = false;
+            if (stopping_) {
+                return;
+            }
+            if (!snap) {
+                log::error("Reading the IPVS table for verification failed",
+                           {{"error", snap.error().message}});
+            } else {
+                bool drift = false;
+                for (std::size_t i = 0; i < proxiers_.size(); ++i) {
+                    const auto rep = proxiers_[i]->verify(*snap, seqs[i]);
+                    if (rep.total() > 0) {
+                        drift = true;
+                        log::warning("Kernel state changed behind our back; repairing",
+                                     {{"ipFamily", familyLabel(proxiers_[i]->family())},
+                                      {"ipvs", rep.ipvsRepairs},
+                                      {"addresses", rep.addressRepairs},
+                                      {"ipsets", rep.setRepairs},
+                                      {"iptables", rep.iptablesRepairs}});
+                    }
+                }
+                if (drift || std::any_of(proxiers_.begin(), proxiers_.end(),
+                                         [](const auto& p) { return p->pending(); })) {
+                    changed();
+                }
+            }
+            scheduleVerify();
+        });
+    });
+}
+
+void Daemon::scheduleReap() {
+    const bool draining = std::any_of(proxiers_.begin(), proxiers_.end(),
+                                      [](const auto& p) { return p->terminatingCount() > 0; });
+    if (!draining || stopping_ || reapTimer_.expiry() > SteadyClock::now()) {
+        return;
+    }
+    // Draining real servers are checked every few seconds (kube-proxy: every minute) and
+    // deleted once their last connection is gone.
+    reapTimer_.expires_after(std::chrono::seconds(5));
+    reapTimer_.async_wait([this](auto ec) {
+        if (ec) {
+            return;
+        }
+        for (auto& p : proxiers_) {
+            if (const int n = p->reapTerminating(); n > 0) {
+                log::debug(2, "Deleted drained real servers",
+                           {{"ipFamily", familyLabel(p->family())}, {"count", n}});
+            }
+        }
+        scheduleReap();
+    });
+}
+
+void Daemon::syncHealthChecks() {
+    // port -> (Service, local endpoints over both families)
+    std::map<std::uint16_t, std::pair<k8s::ObjectKey, std::uint32_t>> want;
+    for (const auto& p : proxiers_) {
+        for (const auto& [svc, hc] : p->healthChecks()) {
+            auto& w = want[hc.port];
+            w.first = svc;
+            w.second += hc.localEndpoints;
+        }
+    }
+    for (auto it = hc_.begin(); it != hc_.end();) {
+        if (want.count(it->first) == 0) {
+            log::info("Closing health check port",
+                      {{"service", it->second.service.toString()}, {"port", it->first}});
+            it = hc_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    const bool wildcard = cfg_.nodePortAddresses.empty() ||
+                          std::find(cfg_.nodePortAddresses.begin(), cfg_.nodePortAddresses.end(),
+                                    "0.0.0.0/0") != cfg_.nodePortAddresses.end();
+    for (const auto& [port, w] : want) {
+        auto& l = hc_[port];
+        l.service = w.first;
+        l.localEndpoints = w.second;
+        if (l.server) {
+            continue;
+        }
+        // One listener per port for both families (kube-proxy opens one per family proxier).
+        const std::string addr =
+            wildcard ? "[::]:" + std::to_string(port) : "0.0.0.0:" + std::to_string(port);
+        auto handler = [this, port](const HttpRequest&) {
+            HttpResponse res;
+            auto it = hc_.find(port);
+            const std::uint32_t local = it == hc_.end() ? 0 : it->second.localEndpoints;
+            const bool healthy = health_.healthy(SteadyClock::now());
+            res.status = local > 0 && healthy ? 200 : 503;
+            res.contentType = "application/json";
+            res.headers.emplace_back("X-Content-Type-Options", "nosniff");
+            res.body =
+                serviceHealthBody(it == hc_.end() ? "" : it->second.service.ns,
+                                  it == hc_.end() ? "" : it->second.service.name, local, healthy);
+            return res;
+        };
+        auto s = HttpServer::listen(io_, addr, handler);
+        if (!s && wildcard) {
+            s = HttpServer::listen(io_, "0.0.0.0:" + std::to_string(port), handler);
+        }
+        if (s) {
+            l.server = std::move(*s);
+            log::info("Opened health check port",
+                      {{"service", w.first.toString()}, {"port", port}});
+        } else {
+            // Retried on the next sync, as kube-proxy does.
+            metrics_
+                .counter("kube_ipvs_health_check_listen_failures_total",
+                         "Failures to open a Service's health check node port")
+                .inc();
+            log::error("Failed to start health check", {{"node", nodeName_},
+                                                        {"service", w.first.toString()},
+                                                        {"port", port},
+                                                        {"error", s.error().message}});
+        }
+    }
+}
+
+// ---- HTTP -------------------------------------------------------------------------------
+
+HttpResponse Daemon::serveHealthz(const HttpRequest& r) {
+    const auto path = r.path();
+    if (path != "/healthz" && path != "/livez") {
+        return HttpResponse::notFound();
+    }
+    const auto now = SteadyClock::now();
+    const auto a = path == "/healthz" ? health_.healthz(now, wallNowNs(), monoSeconds())
+                                      : health_.livez(now, wallNowNs(), monoSeconds());
+    metrics_
+        .counter(
+            path == "/healthz" ? "kubeproxy_proxy_healthz_total" : "kubeproxy_proxy_livez_total",
+            "Cumulative proxy health check results", {{"code", std::to_string(a.status)}})
+        .inc();
+    HttpResponse res;
+    res.status = a.status;
+    res.contentType = "application/json";
+    res.headers.emplace_back("X-Content-Type-Options", "nosniff");
+    res.body = a.body;
+    return res;
+}
+
+std::string Daemon::ipvsCounters() {
+    auto services = ipvs_->services();
+    if (!services) {
+        return {};
+    }
+    std::string conns;
+    std::string packets;
+    std::string bytes;
+    for (const auto& s : *services) {
+        const k8s::ObjectKey* owner = nullptr;
+        for (const auto& p : proxiers_) {
+            if ((owner = p->ownerOf(s.service.key)) != nullptr) {
+                break;
+            }
+        }
+        if (owner == nullptr) {
+            continue;
+        }
+        const std::string labels = "service=\"" + metrics::escapeLabelValue(owner->toString()) +
+                                   "\",virtual_server=\"" +
+                                   metrics::escapeLabelValue(s.service.key.toString()) + "\"";
+        conns += "kube_ipvs_virtual_server_connections_total{" + labels + "} " +
+                 std::to_string(s.stats.conns) + "\n";
+        packets += "kube_ipvs_virtual_server_packets_total{" + labels + ",direction=\"in\"} " +
+                   std::to_string(s.stats.inPackets) + "\n";
+        packets += "kube_ipvs_virtual_server_packets_total{" + labels + ",direction=\"out\"} " +
+                   std::to_string(s.stats.outPackets) + "\n";
+        bytes += "kube_ipvs_virtual_server_bytes_total{" + labels + ",direction=\"in\"} " +
+                 std::to_string(s.stats.inBytes) + "\n";
+        bytes += "kube_ipvs_virtual_server_bytes_total{" + labels + ",direction=\"out\"} " +
+                 std::to_string(s.stats.outBytes) + "\n";
+    }
+    return "# HELP kube_ipvs_virtual_server_connections_total Connections IPVS scheduled to a "
+           "Service's virtual server\n# TYPE kube_ipvs_virtual_server_connections_total "
+           "counter\n" +
+           conns +
+           "# HELP kube_ipvs_virtual_server_packets_total Packets through a Service's virtual "
+           "server\n# TYPE kube_ipvs_virtual_server_packets_total counter\n" +
+           packets +
+           "# HELP kube_ipvs_virtual_server_bytes_total Bytes through a Service's virtual "
+           "server\n# TYPE kube_ipvs_virtual_server_bytes_total counter\n" +
+           bytes;
+}
+
+HttpResponse Daemon::serveMetrics(const HttpRequest& r) {
+    const auto path = r.path();
+    HttpResponse res;
+    if (path == "/metrics") {
+        res.contentType = "text/plain; version=0.0.4; charset=utf-8";
+        metrics_.gauge("kube_ipvs_build_info", "kube-ipvs version", {{"version", kVersion}}).set(1);
+        res.body = metrics_.render() + ipvsCounters();
+    } else if (path == "/healthz") {
+        res.body = "ok";
+    } else if (path == "/proxyMode") {
+        res.body = "ipvs";
+    } else if (path == "/configz") {
+        res.contentType = "application/json";
+        res.body = cfg_.configzJson();
+    } else {
+        return HttpResponse::notFound();
+    }
+    return res;
+}
+
+// ---- run and stop -----------------------------------------------------------------------
+
+void Daemon::stop(int code, const std::string& why) {
+    if (stopping_) {
+        return;
+    }
+    stopping_ = true;
+    exitCode_ = code;
+    if (code == 0) {
+        log::info("Stopping; the programmed rules stay in place", {{"reason", why}});
+    } else {
+        log::error("Exiting", {{"reason", why}});
+    }
+    boost::system::error_code ec;
+    syncTimer_.cancel();
+    verifyTimer_.cancel();
+    reapTimer_.cancel();
+    signalPipe_.cancel(ec);
+    configWatch_.cancel(ec);
+    serviceInformer_.reset();
+    sliceInformer_.reset();
+    nodeInformer_.reset();
+    hc_.clear();
+    if (healthzServer_) {
+        healthzServer_->close();
+    }
+    if (metricsServer_) {
+        metricsServer_->close();
+    }
+    io_.stop();
+}
+
+int Daemon::run() {
+    log::info("Starting kube-ipvs", {{"version", kVersion}, {"node", nodeName_}});
+    for (const auto& w : cfg_.warnings) {
+        log::warning(w);
+    }
+    installSignals();
+    if (auto r = openKernel(); !r) {
+        log::error("Cannot start", {{"error", r.error().message}});
+        return 1;
+    }
+    if (auto r = setupNode(cfg_, ipvs_.get()); !r) {
+        log::error("Cannot start", {{"error", r.error().message}});
+        return 1;
+    }
+    if (cfg_.oomScoreAdj) {
+        std::ofstream oom("/proc/self/oom_score_adj");
+        oom << *cfg_.oomScoreAdj;
+        if (!oom.flush()) {
+            log::warning("Cannot set oom_score_adj", {{"value", *cfg_.oomScoreAdj}});
+        }
+    }
+    if (auto r = checkScheduler(); !r) {
+        log::error("Cannot start", {{"error", r.error().message}});
+        return 1;
+    }
+    if (auto r = createProxiers(); !r) {
+        log::error("Cannot start", {{"error", r.error().message}});
+        return 1;
+    }
+    if (auto r = startServers(); !r) {
+        log::error("Cannot start", {{"error", r.error().message}});
+        return 1;
+    }
+    if (auto r = startClient(); !r) {
+        log::error("Cannot start", {{"error", r.error().message}});
+        return 1;
+    }
+    watchConfigFile();
+    // kube-proxy's SyncLoop marks itself updated before it starts.
+    for (auto& p : proxiers_) {
+        health_.updated(p->family(), SteadyClock::now(), wallNowNs());
+    }
+    scheduleVerify();
+    io_.run();
+    if (verifier_.joinable()) {
+        verifier_.join();
+    }
+    return exitCode_;
+}
+
+int runDaemon(const Config& cfg) {
+    Daemon d(cfg);
+    return d.run();
+}
+
+int runInitOnly(const Config& cfg) {
+    auto ipvs = ipvs::NetlinkIpvs::open();
+    if (!ipvs) {
+        log::warning("IPVS is unavailable; IPVS timeouts not set",
+                     {{"error", ipvs.error().message}});
+    }
+    if (auto r = setupNode(cfg, ipvs ? ipvs->get() : nullptr); !r) {
+        log::error("Initialisation failed", {{"error", r.error().message}});
+        return 1;
+    }
+    log::info("Node initialised; exiting (--init-only)");
+    return 0;
+}
+
+int runCleanup(const Config& cfg) {
+    auto ipvs = ipvs::NetlinkIpvs::open();
+    auto addrs = ipvs::RtnlAddresses::open();
+    auto ipset = ipvs::LibIpset::open();
+    if (!ipvs || !addrs || !ipset) {
+        log::error("Cannot clean up: kernel interfaces unavailable",
+                   {{"error", !ipvs    ? ipvs.error().message
+                              : !addrs ? addrs.error().message
+                                       : ipset.error().message}});
+        return 1;
+    }
+    ipvs::ExecIptables ipt;
+    const bool v4 = ipt.save(net::Family::V4, "nat").has_value();
+    const bool v6 =
+        access("/proc/net/if_inet6", F_OK) == 0 && ipt.save(net::Family::V6, "nat").has_value();
+    std::vector<net::Cidr> exclude;
+    for (const auto& c : cfg.ipvs.excludeCIDRs) {
+        if (auto p = net::Cidr::parse(c)) {
+            exclude.push_back(*p);
+        }
+    }
+    CleanupTargets t{**ipvs, **addrs, **ipset, v4 ? &ipt : nullptr, v6 ? &ipt : nullptr, exclude};
+    const auto rep = cleanup(t);
+    for (const auto& e : rep.errors) {
+        log::error("Cleanup failed", {{"error", e}});
+    }
+    log::info("Cleaned up", {{"virtualServers", rep.virtualServers},
+                             {"sets", rep.sets},
+                             {"chains", rep.chains},
+                             {"kubeIpvs0", rep.link}});
+    return rep.errors.empty() ? 0 : 1;
+}
+
+}  // namespace kipvs::proxy
