@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <memory>
 
 #include "k8s-client/client.h"
@@ -91,11 +92,26 @@ struct It {
         nodes->start();
     }
 
-    bool runUntil(const std::function<bool()>& pred, std::chrono::seconds limit = 30s) {
+    // Generous: CI runs this under ASan next to other suites. A timeout prints what the
+    // client reported, so that a failure in CI's log says why.
+    bool runUntil(const std::function<bool()>& pred, std::chrono::seconds limit = 60s) {
         const auto end = std::chrono::steady_clock::now() + limit;
         while (!pred() && std::chrono::steady_clock::now() < end) {
             ioc.restart();
             ioc.run_for(5ms);
+        }
+        if (!pred()) {
+            std::cerr << "runUntil timed out; client reported:\n";
+            for (const auto& m : observer.messages) {
+                std::cerr << "  " << m << "\n";
+            }
+            std::cerr << "  lists:";
+            for (const auto& rv : observer.lists) {
+                std::cerr << " [" << rv << "]";
+            }
+            std::cerr << "\n  watches: " << observer.watches.size()
+                      << ", retries: " << observer.retries << ", events: " << observer.events
+                      << "\n";
         }
         return pred();
     }
