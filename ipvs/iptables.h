@@ -92,12 +92,17 @@ class IptablesSync {
     };
 
     // Ensures the jump rules and, if `in` differs from what was last applied successfully (or
-    // nothing was), rewrites our chains. Both go through one iptables-restore run.
+    // nothing was), rewrites our chains. Both go through one iptables-restore run. A fresh
+    // instance (a restarted daemon) first looks for the state chain (names::kChainIpvsState):
+    // if it records this very input and our chains still hold what that restore left, nothing
+    // is rewritten. After each rewrite a second, small restore updates the state chain.
     Result<Report> sync(const RulesInput& in);
 
     // Re-reads the tables and reports whether our chains or jump rules differ from what the
     // last sync left (someone else changed them). If so, the next sync() rewrites them.
     Result<bool> verify(net::Family f);
+    // The same, judged from iptables-save output of nat and filter read elsewhere.
+    Result<bool> verify(net::Family f, std::string_view saveOutput);
 
     // Forget what was applied, so the next sync() restores unconditionally.
     void invalidate();

@@ -386,6 +386,44 @@ std::vector<JumpRule> missingJumpRules(std::string_view saveOutput) {
     return out;
 }
 
+namespace {
+
+// FNV-1a: a stable hash (unlike std::hash) for the state chain's record.
+std::string stableHash(std::string_view s) {
+    std::uint64_t h = 1469598103934665603ULL;
+    for (const char c : s) {
+        h ^= static_cast<unsigned char>(c);
+        h *= 1099511628211ULL;
+    }
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+    return buf;
+}
+
+std::string stateComment(const std::string& input, const std::string& rules) {
+    return "kube-ipvs input=" + input + " rules=" + rules;
+}
+
+// The comment of the state chain's rule in iptables-save output, or "".
+std::string findStateComment(std::string_view save) {
+    const std::string prefix = "-A " + std::string(names::kChainIpvsState) + " ";
+    for (auto line : splitLines(save)) {
+        if (!line.starts_with(prefix)) {
+            continue;
+        }
+        const auto at = line.find("kube-ipvs input=");
+        if (at == std::string_view::npos) {
+            continue;
+        }
+        auto rest = line.substr(at);
+        const auto end = rest.find('"');
+        return std::string(end == std::string_view::npos ? rest : rest.substr(0, end));
+    }
+    return {};
+}
+
+}  // namespace
+
 struct IptablesSync::State {
     bool applied = false;  // `last` is what our chains hold, as far as we know
     RulesInput last;
@@ -420,17 +458,27 @@ Result<IptablesSync::Report> IptablesSync::sync(const RulesInput& in) {
         return saved.error().context(what);
     }
     const auto missing = missingJumpRules(*saved);
+    const Sections full = Writer(in).write();
+    const std::string inputHash = stableHash(full.nat + "\n" + full.filter);
+    Report report;
+    if (!st.applied && missing.empty() && allChainsPresent(*saved) &&
+        findStateComment(*saved) == stateComment(inputHash, stableHash(ourPart(*saved)))) {
+        // A restart with everything in place: adopt it, write nothing.
+        st.applied = true;
+        st.last = in;
+        st.snapshot = ourPart(*saved);
+        return report;
+    }
     // A chain someone deleted must be rewritten before a jump to it can be inserted.
     const bool rewrite =
         !st.applied || st.last.family != in.family || !(st.last == in) || !allChainsPresent(*saved);
-    Report report;
     if (!rewrite && missing.empty()) {
         return report;
     }
 
     Sections s;
     if (rewrite) {
-        s = Writer(in).write();
+        s = full;
     }
     for (const auto& j : missing) {
         (j.table == "nat" ? s.nat : s.filter) += jumpLine(j);
@@ -457,6 +505,15 @@ Result<IptablesSync::Report> IptablesSync::sync(const RulesInput& in) {
     // Without a snapshot verify() cannot compare and reports a change, which only costs one
     // more rewrite.
     st.snapshot = after ? ourPart(*after) : std::string();
+    if (after && (rewrite || findStateComment(*after).empty())) {
+        // Record what we wrote, for the next process. Failing here costs only one restore at
+        // the next start.
+        const std::string chain(names::kChainIpvsState);
+        const std::string state =
+            "*filter\n:" + chain + " - [0:0]\n-A " + chain + " -m comment --comment \"" +
+            stateComment(inputHash, stableHash(st.snapshot)) + "\" -j RETURN\nCOMMIT\n";
+        (void)ipt_.restore(in.family, state);
+    }
     return report;
 }
 
@@ -468,6 +525,14 @@ Result<bool> IptablesSync::verify(net::Family f) {
     if (!saved) {
         return saved.error().context("iptables verify (" + std::string(net::familyName(f)) + ")");
     }
+    return verify(f, *saved);
+}
+
+Result<bool> IptablesSync::verify(net::Family f, std::string_view saveOutput) {
+    if (!state_ || !state_->applied || state_->last.family != f) {
+        return true;
+    }
+    const auto* saved = &saveOutput;
     const bool changed = ourPart(*saved) != state_->snapshot || !missingJumpRules(*saved).empty();
     if (changed) {
         state_->applied = false;

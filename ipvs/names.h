@@ -51,5 +51,8 @@ inline constexpr std::string_view kChainProxyFirewall = "KUBE-PROXY-FIREWALL";
 inline constexpr std::string_view kChainSourceRangesFirewall = "KUBE-SOURCE-RANGES-FIREWALL";
 inline constexpr std::string_view kChainIpvsFilter = "KUBE-IPVS-FILTER";
 inline constexpr std::string_view kChainIpvsOutFilter = "KUBE-IPVS-OUT-FILTER";
+// A chain no rule jumps to: its one rule's comment records what the last restore wrote, so
+// a restarted kube-ipvs can tell that our rules are already in place (filter table).
+inline constexpr std::string_view kChainIpvsState = "KUBE-IPVS-STATE";
 
 }  // namespace kipvs::names

@@ -21,7 +21,8 @@ const std::vector<std::pair<std::string_view, std::vector<std::string_view>>>& o
           n::kChainMarkMasq}},
         {"filter",
          {n::kChainForward, n::kChainNodePort, n::kChainProxyFirewall,
-          n::kChainSourceRangesFirewall, n::kChainIpvsFilter, n::kChainIpvsOutFilter}},
+          n::kChainSourceRangesFirewall, n::kChainIpvsFilter, n::kChainIpvsOutFilter,
+          n::kChainIpvsState}},
     };
     return c;
 }

@@ -787,14 +787,28 @@ void Daemon::startVerify() {
     for (auto& p : proxiers_) {
         seqs.push_back(p->opSeq());
     }
-    // The IPVS dump runs on its own thread and socket, so a 44,000-Service table does not
-    // stall event handling; the comparison runs back on the io thread.
-    verifier_ = std::thread([this, seqs] {
-        Result<IpvsSnapshot> snap = Error::invalid("no snapshot");
-        if (auto reader = ipvs::NetlinkIpvs::open(); reader) {
-            snap = takeSnapshot(**reader);
+    // Everything the comparison needs (the IPVS table, kube-ipvs0, our sets, iptables-save)
+    // is read on its own thread with its own kernel handles, so a 44,000-Service table does
+    // not stall event handling; the comparison runs back on the io thread.
+    std::vector<net::Family> families;
+    for (auto& p : proxiers_) {
+        families.push_back(p->family());
+    }
+    const auto binding = cfg_.vipBinding == "route" ? VipBinding::Route : VipBinding::Address;
+    verifier_ = std::thread([this, seqs, families, binding] {
+        Result<KernelSnapshot> snap = Error::invalid("no snapshot");
+        auto ipvs = ipvs::NetlinkIpvs::open();
+        auto addrs = ipvs::RtnlAddresses::open();
+        auto ipset = ipvs::LibIpset::open();
+        if (!ipvs) {
+            snap = ipvs.error();
+        } else if (!addrs) {
+            snap = addrs.error();
+        } else if (!ipset) {
+            snap = ipset.error();
         } else {
-            snap = reader.error();
+            ipvs::ExecIptables ipt;
+            snap = takeKernelSnapshot({**ipvs, **addrs, **ipset, &ipt}, families, binding);
         }
         asio::post(io_, [this, seqs, snap = std::move(snap)]() mutable {
             verifying_ = false;
@@ -802,7 +816,7 @@ void Daemon::startVerify() {
                 return;
             }
             if (!snap) {
-                log::error("Reading the IPVS table for verification failed",
+                log::error("Reading the kernel state for verification failed",
                            {{"error", snap.error().message}});
             } else {
                 bool drift = false;

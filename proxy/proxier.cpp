@@ -49,6 +49,55 @@ Result<IpvsSnapshot> takeSnapshot(ipvs::Ipvs& ipvs) {
     return snap;
 }
 
+Result<KernelSnapshot> takeKernelSnapshot(SnapshotSources src,
+                                          const std::vector<net::Family>& families,
+                                          VipBinding binding) {
+    KernelSnapshot snap;
+    auto ipvs = takeSnapshot(src.ipvs);
+    if (!ipvs) {
+        return ipvs.error();
+    }
+    snap.ipvs = std::move(*ipvs);
+    const std::string dev(names::kDummyInterface);
+    auto exists = src.addresses.linkExists(dev);
+    snap.linkExists = !exists || *exists;
+    std::optional<std::vector<net::IpAddress>> vips;
+    if (snap.linkExists) {
+        auto r = binding == VipBinding::Address ? src.addresses.addresses(dev)
+                                                : src.addresses.localRoutes(dev);
+        if (r) {
+            vips = std::move(*r);
+        }
+    }
+    if (auto all = src.addresses.allAddresses(); all) {
+        snap.nodeAddresses = std::move(*all);
+    }
+    for (auto fam : families) {
+        auto& f = snap.families[fam];
+        if (vips) {
+            f.vips.emplace();
+            for (const auto& a : *vips) {
+                if (a.family() == fam && !a.isLinkLocal()) {
+                    f.vips->push_back(a);
+                }
+            }
+        }
+        for (const auto& def : setDefs()) {
+            if (auto members = src.ipset.list(names::setName(def.base, fam)); members) {
+                f.sets[static_cast<std::size_t>(def.id)] = std::move(*members);
+            }
+        }
+        if (src.iptables != nullptr) {
+            auto nat = src.iptables->save(fam, "nat");
+            auto filter = src.iptables->save(fam, "filter");
+            if (nat && filter) {
+                f.iptablesSave = *nat + *filter;
+            }
+        }
+    }
+    return snap;
+}
+
 struct Proxier::Batch {
     std::vector<Op> ipvsOps;
     std::vector<UdpServing> udpChanged;
@@ -321,8 +370,13 @@ Result<void> Proxier::refreshNodeAddresses() {
     if (!all) {
         return all.error();
     }
+    setNodeAddresses(*all);
+    return ok();
+}
+
+void Proxier::setNodeAddresses(const std::vector<ipvs::InterfaceAddress>& all) {
     std::vector<net::IpAddress> addrs;
-    for (const auto& a : *all) {
+    for (const auto& a : all) {
         if (a.interface == names::kDummyInterface || a.address.family() != cfg_.family ||
             a.address.isLoopback() || (a.address.isV6() && a.address.isLinkLocal())) {
             continue;
@@ -335,7 +389,6 @@ Result<void> Proxier::refreshNodeAddresses() {
         nodeAddresses_ = std::move(addrs);
         markAllDirty();
     }
-    return ok();
 }
 
 NodeContext Proxier::nodeContext() const {
@@ -643,6 +696,7 @@ bool Proxier::applySetOps(Batch& b, bool adds) {
             continue;
         }
         const auto name = names::setName(def.base, cfg_.family);
+        setWriteSeq_[i] = ++opSeq_;
         const auto results = k_.ipset.apply(name, def.type, ops);
         for (std::size_t j = 0; j < ops.size(); ++j) {
             const bool good = j < results.size() && results[j].has_value();
@@ -686,6 +740,7 @@ bool Proxier::applyVipOps(Batch& b, bool adds) {
     if (ops.empty()) {
         return true;
     }
+    vipWriteSeq_ = ++opSeq_;
     const auto results = vipApply(ops);
     const std::string_view object = cfg_.binding == VipBinding::Address ? "address" : "route";
     bool okAll = true;
@@ -899,6 +954,7 @@ bool Proxier::syncIptables() {
     if (!iptablesDirty_ && lastRules_ && *lastRules_ == in) {
         return true;
     }
+    iptablesSeq_ = ++opSeq_;
     auto r = k_.rules.sync(in);
     if (!r) {
         metrics_
@@ -1016,6 +1072,8 @@ Result<void> Proxier::adopt() {
     if (!r) {
         return r.error().context("read IPVS table");
     }
+    coldStart_ = known_.empty() && std::all_of(setKnown_.begin(), setKnown_.end(),
+                                               [](const SetKnown& k) { return k.empty(); });
     adopted_ = true;
     return ok();
 }
@@ -1036,7 +1094,12 @@ Proxier::Step Proxier::syncStep(const SyncTime& now) {
             processService(kubernetesService(), node, b);
         }
         bootstrapDone_ = true;
-        const bool good = applyBatch(b, now) && syncIptables();
+        // The masquerade rules come first on a cold node only: after a restart the previous
+        // run's rules are still in place and are brought up to date by the full sync.
+        bool good = applyBatch(b, now);
+        if (coldStart_) {
+            good = syncIptables() && good;
+        }
         step.done = false;
         step.failed = !good;
         return step;
@@ -1176,7 +1239,7 @@ int Proxier::reapTerminating() {
 
 // ---- verification -----------------------------------------------------------------------
 
-VerifyReport Proxier::verify(const IpvsSnapshot& snap, std::uint64_t snapshotSeq) {
+VerifyReport Proxier::verify(const KernelSnapshot& snap, std::uint64_t snapshotSeq) {
     VerifyReport rep;
     if (!adopted_) {
         return rep;
@@ -1204,21 +1267,26 @@ VerifyReport Proxier::verify(const IpvsSnapshot& snap, std::uint64_t snapshotSeq
         auto k = known_.find(key);
         return k != known_.end() && k->second.touched > snapshotSeq;
     };
+    auto famIt = snap.families.find(cfg_.family);
+    static const KernelSnapshot::Family kEmpty;
+    const auto& fam = famIt == snap.families.end() ? kEmpty : famIt->second;
 
     // Link and addresses first: IPVS ownership checks read boundKnown_.
-    const std::string dev(names::kDummyInterface);
-    if (auto exists = k_.addresses.linkExists(dev); exists && !*exists) {
-        log::warning("kube-ipvs0 was deleted; re-creating it and re-binding its addresses");
-        if (auto c = k_.addresses.ensureDummy(dev); c) {
-            countOp("link", "add", "done");
+    if (!snap.linkExists) {
+        if (vipWriteSeq_ <= snapshotSeq) {
+            const std::string dev(names::kDummyInterface);
+            log::warning("kube-ipvs0 was deleted; re-creating it and re-binding its addresses");
+            if (auto c = k_.addresses.ensureDummy(dev); c) {
+                countOp("link", "add", "done");
+            }
+            repaired("link", rep.addressRepairs);
+            boundKnown_.clear();
+            for (const auto& [a, refs] : bindRefs_) {
+                vipPending_.insert(a);
+            }
         }
-        repaired("link", rep.addressRepairs);
-        boundKnown_.clear();
-        for (const auto& [a, refs] : bindRefs_) {
-            vipPending_.insert(a);
-        }
-    } else if (auto vips = vipList(); vips) {
-        std::unordered_set<net::IpAddress> now(vips->begin(), vips->end());
+    } else if (fam.vips && vipWriteSeq_ <= snapshotSeq) {
+        std::unordered_set<net::IpAddress> now(fam.vips->begin(), fam.vips->end());
         for (const auto& a : now) {
             if (boundKnown_.count(a) == 0) {
                 boundKnown_.insert(a);
@@ -1240,11 +1308,13 @@ VerifyReport Proxier::verify(const IpvsSnapshot& snap, std::uint64_t snapshotSeq
     // Sets.
     for (const auto& def : setDefs()) {
         const auto i = static_cast<std::size_t>(def.id);
-        const auto name = names::setName(def.base, cfg_.family);
-        auto members = k_.ipset.list(name);
+        if (setWriteSeq_[i] > snapshotSeq) {
+            continue;  // written since the snapshot: compare next time
+        }
+        const auto& members = fam.sets[i];
         if (!members) {
             ipvs::SetSpec spec;
-            spec.name = name;
+            spec.name = names::setName(def.base, cfg_.family);
             spec.type = def.type;
             spec.family = cfg_.family;
             if (k_.ipset.create(spec)) {
@@ -1281,7 +1351,7 @@ VerifyReport Proxier::verify(const IpvsSnapshot& snap, std::uint64_t snapshotSeq
 
     // IPVS.
     std::unordered_set<ipvs::ServiceKey> seen;
-    for (const auto& v : snap.services) {
+    for (const auto& v : snap.ipvs.services) {
         const auto& key = v.vs.key;
         if (key.family() != cfg_.family || key.fwmark != 0) {
             continue;
@@ -1342,14 +1412,16 @@ VerifyReport Proxier::verify(const IpvsSnapshot& snap, std::uint64_t snapshotSeq
     }
     std::erase_if(recentlyDeleted_, [&](const auto& kv) { return kv.second <= snapshotSeq; });
 
-    // iptables.
-    if (auto v = k_.rules.verify(cfg_.family); v && *v) {
-        iptablesDirty_ = true;
-        repaired("iptables", rep.iptablesRepairs);
+    // iptables: judged from the snapshot's iptables-save, unless we restored since.
+    if (fam.iptablesSave && !iptablesDirty_ && iptablesSeq_ <= snapshotSeq) {
+        if (auto v = k_.rules.verify(cfg_.family, *fam.iptablesSave); v && *v) {
+            iptablesDirty_ = true;
+            repaired("iptables", rep.iptablesRepairs);
+        }
     }
 
-    if (auto r = refreshNodeAddresses(); !r) {
-        log::error("Reading node addresses failed", {{"error", r.error().message}});
+    if (snap.nodeAddresses) {
+        setNodeAddresses(*snap.nodeAddresses);
     }
     return rep;
 }

@@ -24,6 +24,7 @@
 // excludeCIDRs are never deleted.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -48,16 +49,16 @@
 
 namespace kipvs::proxy {
 
+// How service VIPs are made local: addresses on kube-ipvs0 (kube-proxy's way, the default)
+// or local routes through kube-ipvs0 (see ipvs/addresses.h for why).
+enum class VipBinding : std::uint8_t { Address, Route };
+
 struct ObjectKeyHash {
     std::size_t operator()(const k8s::ObjectKey& k) const noexcept;
 };
 struct SetEntryHash {
     std::size_t operator()(const ipvs::SetEntry& e) const noexcept;
 };
-
-// How service VIPs are made local: addresses on kube-ipvs0 (kube-proxy's way, the default)
-// or local routes through kube-ipvs0 (see ipvs/addresses.h for why).
-enum class VipBinding : std::uint8_t { Address, Route };
 
 struct ProxierConfig {
     net::Family family = net::Family::V4;
@@ -100,6 +101,32 @@ struct IpvsSnapshot {
 };
 // Reads the whole IPVS table (both families). Safe on another thread with its own Ipvs.
 Result<IpvsSnapshot> takeSnapshot(ipvs::Ipvs& ipvs);
+
+// Everything the periodic verification compares, read in one go, possibly on another thread
+// with its own kernel handles, so that the io thread only compares.
+struct KernelSnapshot {
+    IpvsSnapshot ipvs;
+    bool linkExists = true;  // kube-ipvs0
+    // Per family: kube-ipvs0's addresses (or local routes), the members of each of our sets
+    // (nullopt: the set is missing), and iptables-save of nat and filter (nullopt: unreadable).
+    struct Family {
+        std::optional<std::vector<net::IpAddress>> vips;
+        std::array<std::optional<std::vector<ipvs::SetEntry>>, kSetCount> sets;
+        std::optional<std::string> iptablesSave;
+    };
+    std::map<net::Family, Family> families;
+    std::optional<std::vector<ipvs::InterfaceAddress>> nodeAddresses;
+};
+
+struct SnapshotSources {
+    ipvs::Ipvs& ipvs;
+    ipvs::Addresses& addresses;
+    ipvs::Ipset& ipset;
+    ipvs::Iptables* iptables = nullptr;
+};
+Result<KernelSnapshot> takeKernelSnapshot(SnapshotSources src,
+                                          const std::vector<net::Family>& families,
+                                          VipBinding binding);
 
 struct HealthCheck {
     std::uint16_t port = 0;
@@ -155,10 +182,10 @@ class Proxier {
 
     // Compares a snapshot with the known state and repairs drift: known state is corrected to
     // what the kernel holds and the owners are marked for the next sync. Objects we wrote
-    // after the snapshot began (opSeq() > snapshotSeq) are skipped. Also re-reads addresses,
-    // sets, iptables and node addresses.
-    VerifyReport verify(const IpvsSnapshot& snap, std::uint64_t snapshotSeq);
-    // Sequence number of the latest IPVS write; take it just before starting a snapshot.
+    // after the snapshot began (opSeq() > snapshotSeq) are skipped: the snapshot may predate
+    // those writes. Does no kernel I/O itself.
+    VerifyReport verify(const KernelSnapshot& snap, std::uint64_t snapshotSeq);
+    // Sequence number of the latest kernel write; take it just before starting a snapshot.
     std::uint64_t opSeq() const { return opSeq_; }
 
     // Deletes terminating TCP real servers that have no connections left (reads their
@@ -218,6 +245,7 @@ class Proxier {
     void markAllDirty();
     NodeContext nodeContext() const;
     Result<void> refreshNodeAddresses();
+    void setNodeAddresses(const std::vector<ipvs::InterfaceAddress>& all);
     MergedEndpoints endpointsOf(const k8s::ObjectKey& svc) const;
     void processService(const k8s::ObjectKey& key, const NodeContext& node, Batch& b);
     void claimVs(const k8s::ObjectKey& owner, const DesiredVs& want, Batch& b);
@@ -277,6 +305,9 @@ class Proxier {
     std::map<ipvs::ServiceKey, std::set<ipvs::DestKey>> terminating_;
     std::unordered_map<ipvs::ServiceKey, std::uint64_t> recentlyDeleted_;  // key -> opSeq
     std::uint64_t opSeq_ = 0;
+    std::uint64_t vipWriteSeq_ = 0;                       // opSeq of the last VIP write
+    std::array<std::uint64_t, kSetCount> setWriteSeq_{};  // opSeq of the last write per set
+    std::uint64_t iptablesSeq_ = 0;                       // opSeq of the last rules sync
 
     // Objects whose kernel presence must be re-checked against desired (changed refcount,
     // failed write, drift, or stale after adoption).
@@ -288,6 +319,7 @@ class Proxier {
     bool iptablesDirty_ = true;  // sync even if the input did not change (start, drift, failure)
     bool adopted_ = false;
     bool bootstrapDone_ = false;    // default/kubernetes programmed first (issue #133773)
+    bool coldStart_ = true;         // nothing of ours was in the kernel at adoption
     bool initialSyncDone_ = false;  // every Service processed once since start
     bool sawFailure_ = false;       // a write failed in the current sync
 };

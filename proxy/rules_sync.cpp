@@ -8,8 +8,8 @@ Result<ipvs::IptablesSync::Report> IptablesRulesSync::sync(const ipvs::RulesInpu
     return sync_.sync(in);
 }
 
-Result<bool> IptablesRulesSync::verify(net::Family f) {
-    return sync_.verify(f);
+Result<bool> IptablesRulesSync::verify(net::Family f, const std::string& saveOutput) {
+    return sync_.verify(f, saveOutput);
 }
 
 }  // namespace kipvs::proxy

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "ipvs/error.h"
 #include "ipvs/iptables.h"
@@ -15,8 +16,9 @@ class RulesSync {
     virtual ~RulesSync() = default;
     // Makes our chains and jump rules express `in`; reports whether iptables-restore ran.
     virtual Result<ipvs::IptablesSync::Report> sync(const ipvs::RulesInput& in) = 0;
-    // True if our chains or jump rules were changed by someone else since the last sync.
-    virtual Result<bool> verify(net::Family f) = 0;
+    // True if our chains or jump rules, as `saveOutput` (iptables-save of nat and filter) shows
+    // them, were changed by someone else since the last sync.
+    virtual Result<bool> verify(net::Family f, const std::string& saveOutput) = 0;
 };
 
 // Defined in rules_sync.cpp, part of the daemon's library (not the core the unit tests link).
@@ -24,7 +26,7 @@ class IptablesRulesSync final : public RulesSync {
   public:
     explicit IptablesRulesSync(ipvs::Iptables& ipt);
     Result<ipvs::IptablesSync::Report> sync(const ipvs::RulesInput& in) override;
-    Result<bool> verify(net::Family f) override;
+    Result<bool> verify(net::Family f, const std::string& saveOutput) override;
 
   private:
     ipvs::IptablesSync sync_;

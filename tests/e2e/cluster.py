@@ -187,7 +187,7 @@ class Daemon:
         with open(self.log_path) as f:
             return f.read()
 
-    def http(self, url, timeout=5):
+    def http(self, url, timeout=15):
         """(status, body) of a GET; status None when nothing answered."""
         try:
             with urllib.request.urlopen(url, timeout=timeout) as r:
