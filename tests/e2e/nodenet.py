@@ -79,13 +79,15 @@ class Pod:
             sh("ip", "-6", "route", "add", self.ip6 + "/128", "dev", self.host_if)
         return self
 
-    def serve(self, tcp=(), udp=()):
+    def serve(self, tcp=(), udp=(), http=()):
         args = ["ip", "netns", "exec", self.ns, sys.executable, os.path.join(HERE, "echo_server.py"),
                 "--name", self.name]
         for p in tcp:
             args += ["--tcp", str(p)]
         for p in udp:
             args += ["--udp", str(p)]
+        for p in http:
+            args += ["--http", str(p)]
         if self.ip6:
             args.append("--ipv6")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
