@@ -323,7 +323,7 @@ Service decodeServiceImpl(const json::value& v, DecodeReport& report) {
         reject("spec.type", quoted(*type) + " is not a known Service type");
     }
 
-    // Cluster IPs decide everything the proxy programs, so any doubt rejects the object.
+    // Cluster IPs decide everything the proxy programs, so an invalid one rejects the object.
     auto clusterIP = stringField(spec, "clusterIP", "spec.clusterIP").value_or("");
     const auto* clusterIPs = arrayField(spec, "clusterIPs", "spec.clusterIPs");
     if (svc.type != ServiceType::ExternalName) {
@@ -359,9 +359,10 @@ Service decodeServiceImpl(const json::value& v, DecodeReport& report) {
                 reject("spec.clusterIP", quoted(clusterIP) + " is not a valid IP address");
             }
             svc.clusterIPs.push_back(*ip);
-        } else {
-            reject("spec.clusterIP", "not set (no cluster IP allocated yet)");
         }
+        // Neither set: no cluster IP is allocated yet (a Service just created). That is a
+        // valid state, not a bad object: it is delivered with no clusterIPs and the proxy
+        // skips it, as kube-proxy does, until an update brings the IP.
     }
 
     if (const auto* ports = arrayField(spec, "ports", "spec.ports")) {

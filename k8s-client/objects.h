@@ -65,9 +65,9 @@ struct LoadBalancerIngress {
 struct Service {
     ObjectKey key;
     ServiceType type = ServiceType::ClusterIP;
-    // spec.clusterIPs (or spec.clusterIP when clusterIPs is empty); empty only for headless
-    // (clusterIP "None") and ExternalName Services. A Service whose cluster IP is not allocated
-    // yet is rejected by decoding (decode.h), so it never reaches a consumer.
+    // spec.clusterIPs (or spec.clusterIP when clusterIPs is empty); empty for headless
+    // (clusterIP "None") and ExternalName Services, and for a Service whose cluster IP is not
+    // allocated yet (the proxy skips those, as kube-proxy does).
     std::vector<net::IpAddress> clusterIPs;
     bool headless = false;
     std::vector<ServicePort> ports;
