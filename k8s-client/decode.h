@@ -7,10 +7,10 @@
 //    namespaced kinds, metadata.namespace), an unknown enum value in a scalar field that
 //    decides how the proxy programs it (spec.type, the traffic policies, sessionAffinity,
 //    addressType), an out-of-range scalar (healthCheckNodePort, the affinity timeout), an
-//    EndpointSlice without the label kubernetes.io/service-name, or a non-headless,
-//    non-ExternalName Service whose clusterIP/clusterIPs is absent, empty or invalid (a
-//    NodePort Service created a moment ago may have no clusterIP yet: it is rejected until it
-//    has one, which the proxy would skip anyway).
+//    EndpointSlice without the label kubernetes.io/service-name, or a Service whose
+//    clusterIP/clusterIPs holds something that is not an IP (or two of one family). A Service
+//    with no cluster IP at all (one created a moment ago) is valid: it is delivered with no
+//    clusterIPs and the proxy skips it, as kube-proxy does.
 //  * An invalid ENTRY inside a list is DROPPED and the rest of the object is kept: one
 //    Service port (port 0 or > 65535, unknown protocol, bad nodePort), one externalIP, one
 //    loadBalancerSourceRange, one ingress IP, one slice port (unknown protocol, port out of
