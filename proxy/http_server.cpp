@@ -91,12 +91,13 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
                 res->set(k, v);
             }
             res->keep_alive(req.keep_alive());
+            const auto length = out.body.size();
             if (req.method() != http::verb::head) {
                 res->body() = std::move(out.body);
             }
             res->prepare_payload();
             if (req.method() == http::verb::head) {
-                res->content_length(out.body.size());
+                res->content_length(length);
             }
             const bool keep = res->keep_alive();
             http::async_write(
