@@ -745,7 +745,9 @@ void Daemon::runSync() {
                        metrics::exponentialBuckets(0.001, 2, 15), {{"ip_family", familyLabel(fam)}})
             .observe(std::chrono::duration<double>(end - *started).count());
         started.reset();
-        if (!step.failed) {
+        // A refused write of one object does not make the proxy unhealthy (it is retried
+        // and counted); a sync that stopped short does (kube-proxy-ipvs.md §6.5, §8.1).
+        if (!step.aborted) {
             health_.updated(fam, end, wallNowNs());
             metrics_
                 .gauge("kubeproxy_sync_proxy_rules_last_timestamp_seconds",

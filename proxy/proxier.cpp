@@ -1118,7 +1118,9 @@ Proxier::Step Proxier::syncStep(const SyncTime& now) {
     }
     bool good = applyBatch(b, now);
     if (b.finalStep) {
-        good = syncIptables() && good;
+        const bool rulesOk = syncIptables();
+        step.aborted = !rulesOk;
+        good = rulesOk && good;
         updateGauges();
     }
     // Failed IPVS writes marked their Service dirty again; those are retried on the next sync

@@ -170,6 +170,10 @@ class Proxier {
     struct Step {
         bool done = true;     // nothing left to do in this sync
         bool failed = false;  // some kernel write failed (it will be retried)
+        // iptables-restore failed: the sync stopped short. Only this makes a sync unhealthy
+        // (kube-proxy-ipvs.md §6.2 step 10, §6.5): a refused per-object write is logged,
+        // retried and counted, but the sync completes, as kube-proxy's does.
+        bool aborted = false;
     };
     // Does a bounded amount of sync work: up to servicesPerStep changed Services, then the
     // shared objects, iptables and clean-up once the changed Services are drained. Call again

@@ -525,6 +525,40 @@ TEST_CASE("one refused write does not stop the others, and is retried", "[proxie
                                    "10.244.3.7:8080@1"});
 }
 
+TEST_CASE("a refused write fails the sync but does not abort it; iptables-restore does",
+          "[proxier]") {
+    // The daemon marks the proxy healthy after every sync that was not aborted: a permanently
+    // refused real server (a multicast endpoint the kernel will not take) must not turn
+    // /healthz to 503 for good, as it never does in kube-proxy.
+    Fixture f;
+    auto& p = f.start();
+    f.ipvs.refuse = [](const ipvs::Op& op) {
+        return op.kind == ipvs::OpKind::AddDest && op.dest.key.address == ip("10.244.2.7") ? EINVAL
+                                                                                           : 0;
+    };
+    f.rules.failNext = 2;  // the cold start's early rules, then the full sync's
+    p.onServiceUpsert(web());
+    p.onSliceUpsert(webSlice({"10.244.1.7", "10.244.2.7"}));
+    Proxier::Step s;
+    for (int i = 0; i < 10 && (i == 0 || !s.done); ++i) {
+        s = p.syncStep(f.now());
+    }
+    REQUIRE(s.done);
+    CHECK(s.failed);
+    CHECK(s.aborted);
+    // iptables works again; the real server is still refused: failed, not aborted.
+    s = p.syncStep(f.now());
+    REQUIRE(s.done);
+    CHECK(s.failed);
+    CHECK_FALSE(s.aborted);
+    CHECK(f.table() == std::vector<std::string>{"10.96.0.10:80/TCP -> 10.244.1.7:8080@1"});
+    f.ipvs.refuse = nullptr;
+    s = p.syncStep(f.now());
+    CHECK(s.done);
+    CHECK_FALSE(s.failed);
+    CHECK_FALSE(s.aborted);
+}
+
 TEST_CASE("a refused address or set member is retried, others proceed", "[proxier]") {
     Fixture f;
     auto& p = f.start();
