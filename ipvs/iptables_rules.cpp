@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <utility>
 
 #include "ipvs/iptables.h"
 #include "ipvs/names.h"
@@ -426,6 +427,7 @@ std::string findStateComment(std::string_view save) {
 
 struct IptablesSync::State {
     bool applied = false;  // `last` is what our chains hold, as far as we know
+    bool fresh = true;     // no sync yet in this process: what a previous one wrote may be adopted
     RulesInput last;
     std::string snapshot;  // ourPart() of iptables-save right after the last restore
 };
@@ -461,7 +463,8 @@ Result<IptablesSync::Report> IptablesSync::sync(const RulesInput& in) {
     const Sections full = Writer(in).write();
     const std::string inputHash = stableHash(full.nat + "\n" + full.filter);
     Report report;
-    if (!st.applied && missing.empty() && allChainsPresent(*saved) &&
+    const bool fresh = std::exchange(st.fresh, false);
+    if (fresh && missing.empty() && allChainsPresent(*saved) &&
         findStateComment(*saved) == stateComment(inputHash, stableHash(ourPart(*saved)))) {
         // A restart with everything in place: adopt it, write nothing.
         st.applied = true;
@@ -543,6 +546,7 @@ Result<bool> IptablesSync::verify(net::Family f, std::string_view saveOutput) {
 void IptablesSync::invalidate() {
     if (state_) {
         state_->applied = false;
+        state_->fresh = false;
     }
 }
 

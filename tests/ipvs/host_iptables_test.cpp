@@ -469,7 +469,9 @@ class FakeIptables final : public Iptables {
     }
 
     Result<void> restore(net::Family /*f*/, const std::string& payload) override {
-        payloads.push_back(payload);
+        // The state chain's record is kept apart: the tests below count the rule payloads.
+        (payload.starts_with("*filter\n:KUBE-IPVS-STATE ") ? statePayloads : payloads)
+            .push_back(payload);
         if (failNext) {
             failNext = false;
             return Error::invalid("iptables-restore: exit status 2: line 3 failed");
@@ -527,6 +529,7 @@ class FakeIptables final : public Iptables {
     }
 
     std::vector<std::string> payloads;
+    std::vector<std::string> statePayloads;
     int saves = 0;
     bool failNext = false;
 
@@ -662,6 +665,44 @@ TEST_CASE("IptablesSync retries after a failed restore", "[iptables][sync]") {
     CHECK(again->restored);
     CHECK(again->jumpRulesInserted == 9);
     CHECK(ipt.payloads.size() == 2);
+}
+
+TEST_CASE("IptablesSync adopts the rules a previous process wrote", "[iptables][sync]") {
+    FakeIptables ipt;
+    RulesInput in = referenceInput();
+    {
+        IptablesSync first(ipt);
+        REQUIRE(kipvs::test::succeeded(first.sync(in)));
+    }
+    REQUIRE(ipt.payloads.size() == 1);
+    REQUIRE(ipt.statePayloads.size() == 1);
+    CHECK(ipt.chain("filter", "KUBE-IPVS-STATE").size() == 1);
+
+    IptablesSync second(ipt);
+    SECTION("the same input after a restart writes nothing") {
+        auto r = second.sync(in);
+        REQUIRE(kipvs::test::succeeded(r));
+        CHECK_FALSE(r->restored);
+        CHECK(ipt.payloads.size() == 1);
+        auto v = second.verify(net::Family::V4);
+        REQUIRE(kipvs::test::succeeded(v));
+        CHECK_FALSE(*v);
+    }
+    SECTION("another input after a restart is written") {
+        in.noNodeAccess.clear();
+        auto r = second.sync(in);
+        REQUIRE(kipvs::test::succeeded(r));
+        CHECK(r->restored);
+        CHECK(ipt.payloads.size() == 2);
+        CHECK(ipt.statePayloads.size() == 2);
+    }
+    SECTION("a chain changed while no process ran is rewritten") {
+        ipt.chain("nat", "KUBE-MARK-MASQ").push_back("-j ACCEPT");
+        auto r = second.sync(in);
+        REQUIRE(kipvs::test::succeeded(r));
+        CHECK(r->restored);
+        CHECK(ipt.chain("nat", "KUBE-MARK-MASQ").size() == 1);
+    }
 }
 
 TEST_CASE("IptablesSync without a sync has nothing to verify against", "[iptables][sync]") {
