@@ -956,8 +956,7 @@ class YamlReader {
             auto optInt = [&](const char* path, std::optional<std::int32_t>& out) {
                 return [&, path](const YAML::Node& v) -> Result<void> {
                     if (v.IsNull()) {
-                        out.reset();
-                        return ok();
+                        return ok();  // as kube-proxy's defaulting: null keeps the default
                     }
                     std::int32_t x = 0;
                     auto r = int32(path, v, x);
@@ -968,8 +967,7 @@ class YamlReader {
             auto optDur = [&](const char* path, std::optional<Duration>& out) {
                 return [&, path](const YAML::Node& v) -> Result<void> {
                     if (v.IsNull()) {
-                        out.reset();
-                        return ok();
+                        return ok();  // as kube-proxy's defaulting: null keeps the default
                     }
                     Duration x{};
                     auto r = duration(path, v, x);

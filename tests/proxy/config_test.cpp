@@ -308,7 +308,9 @@ winkernel:
     CHECK(c.ipvs.minSyncPeriod == Duration(1s));
     CHECK(c.ipvs.strictARP);
     CHECK(c.ipvs.excludeCIDRs == std::vector<std::string>{"10.200.0.0/16"});
-    CHECK_FALSE(c.conntrack.maxPerCore);
+    // null is kube-proxy's "unset": its defaulting puts 32768 and 131072 back.
+    CHECK(c.conntrack.maxPerCore == 32768);
+    CHECK(c.conntrack.min == 131072);
     CHECK(c.nodePortAddresses.empty());
     // iptables mode's periods and winkernel's fields are accepted, with a warning each.
     CHECK(hasWarning(c, "config.iptables.syncPeriod is ignored"));
