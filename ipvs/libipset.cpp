@@ -6,13 +6,16 @@
 #include <libipset/session.h>
 #include <libipset/types.h>
 
+#include <dirent.h>
+#include <fcntl.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
-#include <sstream>
+#include <set>
 
 namespace kipvs::ipvs {
 
@@ -21,24 +24,25 @@ namespace {
 // libipset's print hook: everything it would print lands in the LibIpset's buffer.
 __attribute__((format(printf, 3, 4))) int printToBuffer(ipset_session* /*session*/, void* p,
                                                         const char* fmt, ...) {
+    std::array<char, 1024> small{};
     va_list ap;
     va_start(ap, fmt);
-    va_list again;
-    va_copy(again, ap);
-    std::array<char, 1024> small{};
     const int n = std::vsnprintf(small.data(), small.size(), fmt, ap);
     va_end(ap);
-    if (n >= 0) {
-        auto* self = static_cast<LibIpset*>(p);
-        if (static_cast<std::size_t>(n) < small.size()) {
-            self->appendOutput(small.data(), static_cast<std::size_t>(n));
-        } else {
-            std::string big(static_cast<std::size_t>(n) + 1, '\0');
-            std::vsnprintf(big.data(), big.size(), fmt, again);
-            self->appendOutput(big.data(), static_cast<std::size_t>(n));
-        }
+    if (n < 0) {
+        return n;
     }
-    va_end(again);
+    auto* self = static_cast<LibIpset*>(p);
+    if (static_cast<std::size_t>(n) < small.size()) {
+        self->appendOutput(small.data(), static_cast<std::size_t>(n));
+        return n;
+    }
+    // Too long for the stack buffer: format again into one of the right size.
+    std::string big(static_cast<std::size_t>(n) + 1, '\0');
+    va_start(ap, fmt);
+    std::vsnprintf(big.data(), big.size(), fmt, ap);
+    va_end(ap);
+    self->appendOutput(big.data(), static_cast<std::size_t>(n));
     return n;
 }
 
@@ -185,6 +189,24 @@ std::pair<std::uint32_t, std::string> splitLineNo(const std::string& report) {
     return {line, std::string(r.substr(colon + 2))};
 }
 
+std::set<int> openDescriptors() {
+    std::set<int> fds;
+    DIR* dir = ::opendir("/proc/self/fd");
+    if (dir == nullptr) {
+        return fds;
+    }
+    const int self = ::dirfd(dir);
+    while (const dirent* e = ::readdir(dir)) {
+        int fd = -1;
+        const std::string_view name(e->d_name);
+        if (parseNumber(name, fd) && fd != self) {
+            fds.insert(fd);
+        }
+    }
+    ::closedir(dir);
+    return fds;
+}
+
 }  // namespace
 
 void LibIpset::SessionDeleter::operator()(ipset_session* s) const {
@@ -197,33 +219,46 @@ Result<std::unique_ptr<LibIpset>> LibIpset::open() {
     // Registers libipset's set types once per process (it ignores later calls).
     ipset_load_types();
     std::unique_ptr<LibIpset> self(new LibIpset());
-    if (!self->newSession()) {
-        return Error::sys(ENOMEM, "ipset session");
+    if (auto r = self->newSession(); !r) {
+        return r.error();
     }
-    if (ipset_cmd(self->session_.get(), IPSET_CMD_NONE, 0) < 0) {
-        return ipsetError("ipset protocol check", self->takeReport());
-    }
-    self->takeReport();  // a protocol-version warning, if any
     return self;
 }
 
-bool LibIpset::newSession() {
+Result<void> LibIpset::newSession() {
     ipset_session* s = ipset_session_init(printToBuffer, this);
     if (s == nullptr) {
-        return false;
+        return Error::sys(ENOMEM, "ipset session");
     }
     session_.reset(s);
     // -exist semantics for create, add, del and destroy: creating an identical set, adding a
     // present entry, deleting an absent one and destroying a missing set all succeed.
     ipset_envopt_set(s, IPSET_ENV_EXIST);
-    return true;
+    // The protocol check opens libipset's netlink socket, which libmnl creates without
+    // close-on-exec: find it among the descriptors that appeared, so that children we or
+    // anyone else in the process spawns do not inherit it.
+    const auto before = openDescriptors();
+    const int rc = ipset_cmd(s, IPSET_CMD_NONE, 0);
+    for (const int fd : openDescriptors()) {
+        if (!before.contains(fd)) {
+            const int flags = ::fcntl(fd, F_GETFD);
+            if (flags >= 0) {
+                ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+            }
+        }
+    }
+    if (rc < 0) {
+        return ipsetError("ipset protocol check", takeReport());
+    }
+    takeReport();  // a protocol-version warning, if any
+    return ok();
 }
 
 void LibIpset::recover() {
     // After a failed dump (a list of a missing set) or a failed private query, libipset's
     // socket is left with a reply it did not consume, and every later command fails with
     // "Protocol error" and no message. A fresh session (a new socket) is the way out.
-    newSession();
+    (void)newSession();
 }
 
 void LibIpset::prepare() {
@@ -479,6 +514,10 @@ std::vector<Result<void>> LibIpset::apply(const std::string& name, SetType type,
     }
     const std::uint8_t setFamily = ipset_data_family(data);
     ipset_data_reset(data);
+    // libipset asks the kernel for the set's header on every add or del it cannot answer from
+    // its cache, and only "create" fills the cache: without this, each entry would cost a
+    // round trip of its own.
+    ipset_cache_add(name.c_str(), kernelType, setFamily);
     if (setTypeName(type) != kernelType->name) {
         failAll(0, "set has type " + std::string(kernelType->name) + ", not " +
                        std::string(setTypeName(type)));

@@ -10,6 +10,9 @@
 // - Output libipset prints (listings) goes to a string through a custom print function, never
 //   to stdout, and is parsed with SetEntry::parse().
 //
+// libipset's netlink socket comes from libmnl without close-on-exec; LibIpset sets the flag on
+// it when it opens a session.
+//
 // libipset keeps process-wide state (its registry of set types and a cache of set name ->
 // type). One LibIpset should be used from one thread at a time; the cache entry of a set is
 // dropped before each apply() so that a set recreated by someone else with another type is
@@ -49,7 +52,7 @@ class LibIpset final : public Ipset {
     };
     LibIpset() = default;
 
-    bool newSession();
+    Result<void> newSession();
     void recover();
     // The `ipset list -t` text of a set, or nullopt if there is no set of that name.
     Result<std::optional<std::string>> headerText(const std::string& name);

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <functional>
 #include <map>
 #include <system_error>
 
@@ -91,6 +92,27 @@ void putRouteMessage(hostnl::MessageBuffer& b, const AddressOp& op, int index) {
     b.putAttr(RTA_DST, op.address.data(), op.address.size());
     b.putU32(RTA_OIF, static_cast<std::uint32_t>(index));
     b.end();
+}
+
+// Runs one dump request (message `type` with the family header `hdr`). If the kernel reports
+// that the table changed while it was being dumped (NLM_F_DUMP_INTR), entries may be missing
+// or doubled: `restart` drops what was collected and the dump runs again, up to three times.
+template <class Header>
+hostnl::Status dump(hostnl::Socket& sock, std::uint16_t type, const Header& hdr,
+                    const std::function<void()>& restart, const hostnl::Socket::DataFn& onData) {
+    hostnl::Status st;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        restart();
+        hostnl::MessageBuffer b;
+        b.begin(type, NLM_F_DUMP);
+        b.putHeader(hdr);
+        b.end();
+        st = sock.exchange(b, onData)[0];
+        if (!st.ok() || !st.interrupted) {
+            break;
+        }
+    }
+    return st;
 }
 
 std::vector<Result<void>> allFailed(std::size_t n, const Error& e) {
@@ -233,21 +255,19 @@ Result<std::vector<net::IpAddress>> RtnlAddresses::addresses(const std::string& 
     if (!index) {
         return index.error();
     }
-    hostnl::MessageBuffer b;
-    b.begin(RTM_GETADDR, NLM_F_DUMP);
     ifaddrmsg m{};
     m.ifa_family = AF_UNSPEC;
-    b.putHeader(m);
-    b.end();
     std::vector<net::IpAddress> out;
-    const auto st = sock_.exchange(b, [&](std::size_t, const nlmsghdr* h) {
-        auto a = parseAddress(h, *index);
-        if (a && !(a->address.isV6() && a->address.isLinkLocal())) {
-            out.push_back(a->address);
-        }
-    });
-    if (!st[0].ok()) {
-        return kernelError(st[0], what);
+    const auto st = dump(
+        sock_, RTM_GETADDR, m, [&] { out.clear(); },
+        [&](std::size_t, const nlmsghdr* h) {
+            auto a = parseAddress(h, *index);
+            if (a && !(a->address.isV6() && a->address.isLinkLocal())) {
+                out.push_back(a->address);
+            }
+        });
+    if (!st.ok()) {
+        return kernelError(st, what);
     }
     return out;
 }
@@ -255,47 +275,44 @@ Result<std::vector<net::IpAddress>> RtnlAddresses::addresses(const std::string& 
 Result<std::vector<InterfaceAddress>> RtnlAddresses::allAddresses() {
     std::map<int, std::string> names;
     {
-        hostnl::MessageBuffer b;
-        b.begin(RTM_GETLINK, NLM_F_DUMP);
         ifinfomsg m{};
         m.ifi_family = AF_UNSPEC;
-        b.putHeader(m);
-        b.end();
-        const auto st = sock_.exchange(b, [&](std::size_t, const nlmsghdr* h) {
-            if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) {
-                return;
-            }
-            const auto* info = static_cast<const ifinfomsg*>(NLMSG_DATA(h));
-            std::vector<const nlattr*> tb(IFLA_MAX + 1);
-            hostnl::parseAttrs(h, sizeof(ifinfomsg), tb);
-            if (tb[IFLA_IFNAME] != nullptr) {
-                names[info->ifi_index] = hostnl::attrString(tb[IFLA_IFNAME]);
-            }
-        });
-        if (!st[0].ok()) {
-            return kernelError(st[0], "list links");
+        const auto st = dump(
+            sock_, RTM_GETLINK, m, [&] { names.clear(); },
+            [&](std::size_t, const nlmsghdr* h) {
+                if (h->nlmsg_type != RTM_NEWLINK ||
+                    h->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) {
+                    return;
+                }
+                const auto* info = static_cast<const ifinfomsg*>(NLMSG_DATA(h));
+                std::vector<const nlattr*> tb(IFLA_MAX + 1);
+                hostnl::parseAttrs(h, sizeof(ifinfomsg), tb);
+                if (tb[IFLA_IFNAME] != nullptr) {
+                    names[info->ifi_index] = hostnl::attrString(tb[IFLA_IFNAME]);
+                }
+            });
+        if (!st.ok()) {
+            return kernelError(st, "list links");
         }
     }
-    hostnl::MessageBuffer b;
-    b.begin(RTM_GETADDR, NLM_F_DUMP);
     ifaddrmsg m{};
     m.ifa_family = AF_UNSPEC;
-    b.putHeader(m);
-    b.end();
     std::vector<InterfaceAddress> out;
-    const auto st = sock_.exchange(b, [&](std::size_t, const nlmsghdr* h) {
-        auto a = parseAddress(h, 0);
-        if (!a) {
-            return;
-        }
-        const auto* msg = static_cast<const ifaddrmsg*>(NLMSG_DATA(h));
-        auto it = names.find(static_cast<int>(msg->ifa_index));
-        // An address of a link that appeared after our link dump: name it by its index.
-        a->interface = it != names.end() ? it->second : "if" + std::to_string(msg->ifa_index);
-        out.push_back(std::move(*a));
-    });
-    if (!st[0].ok()) {
-        return kernelError(st[0], "list addresses");
+    const auto st = dump(
+        sock_, RTM_GETADDR, m, [&] { out.clear(); },
+        [&](std::size_t, const nlmsghdr* h) {
+            auto a = parseAddress(h, 0);
+            if (!a) {
+                return;
+            }
+            const auto* msg = static_cast<const ifaddrmsg*>(NLMSG_DATA(h));
+            auto it = names.find(static_cast<int>(msg->ifa_index));
+            // An address of a link that appeared after our link dump: name it by its index.
+            a->interface = it != names.end() ? it->second : "if" + std::to_string(msg->ifa_index);
+            out.push_back(std::move(*a));
+        });
+    if (!st.ok()) {
+        return kernelError(st, "list addresses");
     }
     return out;
 }
@@ -341,38 +358,37 @@ Result<std::vector<net::IpAddress>> RtnlAddresses::localRoutes(const std::string
     std::vector<net::IpAddress> out;
     // One dump per family: a socket runs one dump at a time.
     for (const int af : {AF_INET, AF_INET6}) {
-        hostnl::MessageBuffer b;
-        b.begin(RTM_GETROUTE, NLM_F_DUMP);
         rtmsg m{};
         m.rtm_family = static_cast<std::uint8_t>(af);
-        b.putHeader(m);
-        b.end();
-        const auto st = sock_.exchange(b, [&](std::size_t, const nlmsghdr* h) {
-            if (h->nlmsg_type != RTM_NEWROUTE || h->nlmsg_len < NLMSG_LENGTH(sizeof(rtmsg))) {
-                return;
-            }
-            const auto* r = static_cast<const rtmsg*>(NLMSG_DATA(h));
-            if (r->rtm_type != RTN_LOCAL || r->rtm_protocol != kLocalRouteProtocol) {
-                return;
-            }
-            std::vector<const nlattr*> tb(RTA_MAX + 1);
-            hostnl::parseAttrs(h, sizeof(rtmsg), tb);
-            const std::uint32_t table =
-                tb[RTA_TABLE] != nullptr ? hostnl::attrU32(tb[RTA_TABLE]) : r->rtm_table;
-            if (table != RT_TABLE_LOCAL || tb[RTA_OIF] == nullptr ||
-                static_cast<int>(hostnl::attrU32(tb[RTA_OIF])) != *index ||
-                tb[RTA_DST] == nullptr) {
-                return;
-            }
-            const auto family = net::fromAf(r->rtm_family);
-            const std::size_t want = family == net::Family::V4 ? 4 : 16;
-            if (!family || hostnl::attrLen(tb[RTA_DST]) != want || r->rtm_dst_len != want * 8) {
-                return;
-            }
-            out.push_back(net::IpAddress::fromBytes(*family, hostnl::attrData(tb[RTA_DST])));
-        });
-        if (!st[0].ok()) {
-            return kernelError(st[0], what);
+        const std::size_t before = out.size();
+        const auto st = dump(
+            sock_, RTM_GETROUTE, m, [&] { out.resize(before); },
+            [&](std::size_t, const nlmsghdr* h) {
+                if (h->nlmsg_type != RTM_NEWROUTE || h->nlmsg_len < NLMSG_LENGTH(sizeof(rtmsg))) {
+                    return;
+                }
+                const auto* r = static_cast<const rtmsg*>(NLMSG_DATA(h));
+                if (r->rtm_type != RTN_LOCAL || r->rtm_protocol != kLocalRouteProtocol) {
+                    return;
+                }
+                std::vector<const nlattr*> tb(RTA_MAX + 1);
+                hostnl::parseAttrs(h, sizeof(rtmsg), tb);
+                const std::uint32_t table =
+                    tb[RTA_TABLE] != nullptr ? hostnl::attrU32(tb[RTA_TABLE]) : r->rtm_table;
+                if (table != RT_TABLE_LOCAL || tb[RTA_OIF] == nullptr ||
+                    static_cast<int>(hostnl::attrU32(tb[RTA_OIF])) != *index ||
+                    tb[RTA_DST] == nullptr) {
+                    return;
+                }
+                const auto family = net::fromAf(r->rtm_family);
+                const std::size_t want = family == net::Family::V4 ? 4 : 16;
+                if (!family || hostnl::attrLen(tb[RTA_DST]) != want || r->rtm_dst_len != want * 8) {
+                    return;
+                }
+                out.push_back(net::IpAddress::fromBytes(*family, hostnl::attrData(tb[RTA_DST])));
+            });
+        if (!st.ok()) {
+            return kernelError(st, what);
         }
     }
     return out;

@@ -3,22 +3,29 @@
 //
 // Requests are packed many per sendmsg() and their acks read in bulk (ipvs/host_netlink.h),
 // so binding 40,000 VIPs is a few hundred system calls, not 40,000 round trips. What remains
-// is the kernel's own cost, and it differs between the two ways of making a VIP local:
-//   - addresses: every IPv4 address add walks the interface's address list, so n adds cost
-//     O(n^2) in the kernel (measured in the guest: 4,400 addresses 2.1 s, 44,000 addresses
-//     107 s with `ip -batch`);
+// is the kernel's own cost, and it differs between the two ways of making a VIP local
+// (measured in the test guest, see the [.bench] cases of tests/ipvs/host_kernel_test.cpp):
+//   - addresses: each IPv4 add or delete walks the link's address list, so n of them are
+//     quadratic: 10,000 adds 3.1 s, 44,000 adds 133 s (deletes 2.8 s and 194 s). IPv6 is
+//     quadratic too, its deletes worst of all: 10,000 adds 6 s, deletes 81 s.
 //   - local routes (--ipvs-vip-binding=route): a route of type local in table local, scope
-//     host, through kube-ipvs0, inserted in O(log n). It has the one effect of an address
-//     that matters (the kernel treats the VIP as local, so IPVS's LOCAL_IN hook sees the
-//     traffic and sockets may bind to it).
+//     host, inserted in O(log n): 44,000 adds 2.7 s, deletes 2.4 s. It has the one effect of
+//     an address that matters: the kernel delivers the VIP's packets locally, so IPVS's
+//     LOCAL_IN hook sees them.
 //
-// IPv6 differs on a dummy link that is down, as kube-ipvs0 always is:
-//   - an IPv6 address is usable at once: the link is NOARP, so the kernel skips duplicate
-//     address detection, the address is never "tentative", and its local route appears in
-//     table local as for IPv4 (we also set IFA_F_NODAD so that holds on any link);
-//   - an IPv6 route through a link that is down is refused ("Nexthop device is not up",
-//     ENETDOWN), so the local-route mode works for IPv4 only. IPv6 address adds do not walk
-//     the address list the way IPv4 ones do, so addresses are the mode for IPv6.
+// What holds on the dummy link kube-ipvs0, which is always down:
+//   - An IPv6 address is usable at once: the link is NOARP, so the kernel skips duplicate
+//     address detection, the address is never "tentative", its local route appears in table
+//     local and sockets can bind to it (we also set IFA_F_NODAD, so this holds on any link).
+//   - An IPv6 route through a link that is down is refused ("Nexthop device is not up",
+//     ENETDOWN). IPv6 local routes therefore go through the loopback link: pass "lo" as the
+//     link to applyLocalRoutes() and localRoutes() (44,000 adds 1.2 s). The kernel then
+//     delivers the VIP's packets locally just the same, but an IPv6 socket cannot bind() to
+//     the VIP (IPv6 bind checks addresses, IPv4 bind checks local routes); IPVS needs only
+//     the delivery.
+//   - Removing the last IPv4 address of a link makes the kernel drop every IPv4 route through
+//     it, ours included: after deleting addresses from kube-ipvs0 in route mode, compare
+//     localRoutes() again.
 #pragma once
 
 #include <cstdint>
