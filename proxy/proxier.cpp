@@ -61,12 +61,20 @@ Result<KernelSnapshot> takeKernelSnapshot(SnapshotSources src,
     const std::string dev(names::kDummyInterface);
     auto exists = src.addresses.linkExists(dev);
     snap.linkExists = !exists || *exists;
-    std::optional<std::vector<net::IpAddress>> vips;
+    // The VIPs of each binding in use, read once each.
+    std::array<std::optional<std::vector<net::IpAddress>>, 2> vipsOf;
     if (snap.linkExists) {
-        auto r = binding == VipBinding::Address ? src.addresses.addresses(dev)
-                                                : src.addresses.localRoutes(dev);
-        if (r) {
-            vips = std::move(*r);
+        for (auto fam : families) {
+            const auto b = bindingFor(binding, fam);
+            auto& slot = vipsOf.at(static_cast<std::size_t>(b));
+            if (slot) {
+                continue;
+            }
+            auto r = b == VipBinding::Address ? src.addresses.addresses(dev)
+                                              : src.addresses.localRoutes(dev);
+            if (r) {
+                slot = std::move(*r);
+            }
         }
     }
     if (auto all = src.addresses.allAddresses(); all) {
@@ -74,7 +82,8 @@ Result<KernelSnapshot> takeKernelSnapshot(SnapshotSources src,
     }
     for (auto fam : families) {
         auto& f = snap.families[fam];
-        if (vips) {
+        if (const auto& vips = vipsOf.at(static_cast<std::size_t>(bindingFor(binding, fam)));
+            vips) {
             f.vips.emplace();
             for (const auto& a : *vips) {
                 if (a.family() == fam && !a.isLinkLocal()) {
@@ -318,14 +327,16 @@ bool Proxier::owns(const ipvs::ServiceKey& key) const {
 
 std::vector<Result<void>> Proxier::vipApply(std::span<const ipvs::AddressOp> ops) {
     const std::string dev(names::kDummyInterface);
-    return cfg_.binding == VipBinding::Address ? k_.addresses.apply(dev, ops)
-                                               : k_.addresses.applyLocalRoutes(dev, ops);
+    return bindingFor(cfg_.binding, cfg_.family) == VipBinding::Address
+               ? k_.addresses.apply(dev, ops)
+               : k_.addresses.applyLocalRoutes(dev, ops);
 }
 
 Result<std::vector<net::IpAddress>> Proxier::vipList() {
     const std::string dev(names::kDummyInterface);
-    auto r = cfg_.binding == VipBinding::Address ? k_.addresses.addresses(dev)
-                                                 : k_.addresses.localRoutes(dev);
+    auto r = bindingFor(cfg_.binding, cfg_.family) == VipBinding::Address
+                 ? k_.addresses.addresses(dev)
+                 : k_.addresses.localRoutes(dev);
     if (!r) {
         return r.error();
     }
@@ -742,7 +753,8 @@ bool Proxier::applyVipOps(Batch& b, bool adds) {
     }
     vipWriteSeq_ = ++opSeq_;
     const auto results = vipApply(ops);
-    const std::string_view object = cfg_.binding == VipBinding::Address ? "address" : "route";
+    const std::string_view object =
+        bindingFor(cfg_.binding, cfg_.family) == VipBinding::Address ? "address" : "route";
     bool okAll = true;
     for (std::size_t j = 0; j < ops.size(); ++j) {
         const bool good = j < results.size() && results[j].has_value();

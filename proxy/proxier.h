@@ -53,6 +53,12 @@ namespace kipvs::proxy {
 // or local routes through kube-ipvs0 (see ipvs/addresses.h for why).
 enum class VipBinding : std::uint8_t { Address, Route };
 
+// The binding a family really gets: the kernel refuses IPv6 routes through a link that is
+// down, as kube-ipvs0 always is (ipvs/rtnl_addresses.h), so IPv6 VIPs are always addresses.
+constexpr VipBinding bindingFor(VipBinding configured, net::Family f) {
+    return f == net::Family::V6 ? VipBinding::Address : configured;
+}
+
 struct ObjectKeyHash {
     std::size_t operator()(const k8s::ObjectKey& k) const noexcept;
 };

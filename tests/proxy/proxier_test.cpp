@@ -536,7 +536,7 @@ TEST_CASE("a refused write fails the sync but does not abort it; iptables-restor
         return op.kind == ipvs::OpKind::AddDest && op.dest.key.address == ip("10.244.2.7") ? EINVAL
                                                                                            : 0;
     };
-    f.rules.failNext = 2;  // the cold start's early rules, then the full sync's
+    f.rules.failNext = 1000;  // iptables-restore fails until further notice
     p.onServiceUpsert(web());
     p.onSliceUpsert(webSlice({"10.244.1.7", "10.244.2.7"}));
     Proxier::Step s;
@@ -547,6 +547,7 @@ TEST_CASE("a refused write fails the sync but does not abort it; iptables-restor
     CHECK(s.failed);
     CHECK(s.aborted);
     // iptables works again; the real server is still refused: failed, not aborted.
+    f.rules.failNext = 0;
     s = p.syncStep(f.now());
     REQUIRE(s.done);
     CHECK(s.failed);
@@ -819,6 +820,24 @@ TEST_CASE("route binding makes VIPs local with routes instead of addresses", "[p
     p.onServiceDelete({"default", "web"});
     REQUIRE(f.sync());
     CHECK(f.addrs.links.at(kDummy).localRoutes.empty());
+}
+
+TEST_CASE("route binding leaves IPv6 VIPs as addresses", "[proxier]") {
+    // The kernel refuses IPv6 routes through a link that is down (ENETDOWN).
+    Fixture f(net::Family::V6);
+    f.cfg.binding = VipBinding::Route;
+    auto& p = f.start();
+    p.onServiceUpsert(
+        ServiceBuilder("default", "d", "10.96.0.17").dual("fd00:96::17").port("p", 80));
+    REQUIRE(f.sync());
+    CHECK(f.bound() == std::set<net::IpAddress>{ip("fd00:96::17")});
+    CHECK(f.addrs.links.at(kDummy).localRoutes.empty());
+    // The snapshot the periodic verification compares reads them as addresses too.
+    const auto snap = f.snapshot();
+    REQUIRE(snap.families.at(net::Family::V6).vips.has_value());
+    CHECK(*snap.families.at(net::Family::V6).vips ==
+          std::vector<net::IpAddress>{ip("fd00:96::17")});
+    CHECK(f.verify().total() == 0);
 }
 
 TEST_CASE("network programming latency is measured from the trigger time", "[proxier]") {
