@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <limits>
 
 namespace kipvs::k8s {
 
@@ -856,6 +857,11 @@ std::optional<std::int64_t> parseRfc3339Nanos(std::string_view s) {
     }
     const std::int64_t days = daysFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
     const std::int64_t secs = days * 86400 + h * 3600 + mi * 60 + sec - offset;
+    // Nanoseconds since the epoch fit an int64 from 1678 to 2262; a time outside is invalid.
+    constexpr std::int64_t kMaxSecs = std::numeric_limits<std::int64_t>::max() / 1000000000LL - 1;
+    if (secs > kMaxSecs || secs < -kMaxSecs) {
+        return std::nullopt;
+    }
     return secs * 1000000000LL + frac;
 }
 

@@ -14,9 +14,18 @@ bool LineFramer::feed(std::string_view bytes) {
         buf_.erase(0, pos_);
         pos_ = 0;
     }
+    const std::size_t before = buf_.size();
     buf_.append(bytes.data(), bytes.size());
-    if (buf_.size() - pos_ > maxLine_ &&
-        std::memchr(buf_.data() + pos_, '\n', buf_.size() - pos_) == nullptr) {
+    // The unterminated tail: from the last '\n' (in the new bytes, else in what was pending).
+    const void* last = ::memrchr(buf_.data() + before, '\n', bytes.size());
+    if (last == nullptr && before > pos_) {
+        last = ::memrchr(buf_.data() + pos_, '\n', before - pos_);
+    }
+    const std::size_t tailStart =
+        last == nullptr
+            ? pos_
+            : static_cast<std::size_t>(static_cast<const char*>(last) - buf_.data()) + 1;
+    if (buf_.size() - tailStart > maxLine_) {
         failed_ = true;
         return false;
     }
@@ -24,7 +33,7 @@ bool LineFramer::feed(std::string_view bytes) {
 }
 
 bool LineFramer::next(std::string& line) {
-    while (pos_ < buf_.size()) {
+    while (!failed_ && pos_ < buf_.size()) {
         const char* start = buf_.data() + pos_;
         const std::size_t avail = buf_.size() - pos_;
         const void* nl = scan_ < avail ? std::memchr(start + scan_, '\n', avail - scan_) : nullptr;
@@ -35,6 +44,12 @@ bool LineFramer::next(std::string& line) {
         const auto len = static_cast<std::size_t>(static_cast<const char*>(nl) - start);
         pos_ += len + 1;
         scan_ = 0;
+        if (len > maxLine_) {
+            // A whole line over the limit that arrived in one read: as much an error as one
+            // that is still arriving.
+            failed_ = true;
+            return false;
+        }
         if (len == 0 || (len == 1 && start[0] == '\r')) {
             continue;
         }

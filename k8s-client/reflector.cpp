@@ -278,6 +278,9 @@ class ReflectorCore {
                 return;  // the watch ended; `this` may already run another request
             }
         }
+        if (framer_.failed()) {
+            streamError("watch event larger than the line limit");
+        }
     }
 
     void onClose(const TransportError* error) {

@@ -335,6 +335,11 @@ TEST_CASE("RFC 3339 times", "[decode]") {
     CHECK_FALSE(parseRfc3339Nanos("2024-02-29 12:00:00Z"));
     CHECK_FALSE(parseRfc3339Nanos("2024-13-01T00:00:00Z"));
     CHECK_FALSE(parseRfc3339Nanos("2024-01-01T00:00:00"));
+    // Outside int64 nanoseconds (found by fuzz_objects: the product overflowed).
+    CHECK(parseRfc3339Nanos("2262-01-01T00:00:00Z").has_value());
+    CHECK_FALSE(parseRfc3339Nanos("4048-01-01T00:00:00Z"));
+    CHECK_FALSE(parseRfc3339Nanos("9999-12-31T23:59:59Z"));
+    CHECK_FALSE(parseRfc3339Nanos("0001-01-01T00:00:00Z"));
 }
 
 TEST_CASE("ListParser hands out items one by one at any split", "[listparser]") {

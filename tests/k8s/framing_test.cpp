@@ -77,3 +77,27 @@ TEST_CASE("LineFramer fails on a line over its limit instead of growing", "[fram
     REQUIRE(f.feed("short\n"));
     CHECK(drain(f) == std::vector<std::string>{"short"});
 }
+
+TEST_CASE("LineFramer enforces its limit on lines that arrive whole", "[framing]") {
+    // Found by fuzz_watch_stream: a line over the limit that came in one read, or a tail over
+    // the limit behind an earlier newline, used to pass.
+    SECTION("a complete line over the limit fails next() after the lines before it") {
+        LineFramer f(16);
+        REQUIRE(f.feed("short\n" + std::string(40, 'x') + "\nafter\n"));
+        CHECK(drain(f) == std::vector<std::string>{"short"});
+        CHECK(f.failed());
+        CHECK_FALSE(f.feed("more\n"));
+    }
+    SECTION("an unterminated tail over the limit fails feed() even after a newline") {
+        LineFramer f(16);
+        CHECK_FALSE(f.feed("ok\n" + std::string(17, 'y')));
+        CHECK(f.failed());
+    }
+    SECTION("a tail at the limit is fine") {
+        LineFramer f(16);
+        REQUIRE(f.feed("ok\n" + std::string(16, 'y')));
+        CHECK(drain(f) == std::vector<std::string>{"ok"});
+        REQUIRE(f.feed("\n"));
+        CHECK(drain(f) == std::vector<std::string>{std::string(16, 'y')});
+    }
+}
