@@ -725,7 +725,14 @@ void Daemon::runSync() {
                 continue;
             }
         }
-        if (!p->initialized() || !p->pending()) {
+        if (!p->initialized()) {
+            continue;
+        }
+        if (!p->pending()) {
+            // Nothing left to program: whatever was queued (an event that changed nothing, a
+            // relist of the same objects) is in the kernel. Without this, such an event left
+            // /healthz waiting for a sync that never had to happen, and it turned 503.
+            health_.updated(fam, now, wallNowNs());
             continue;
         }
         auto& started = syncStarted_[fam];
