@@ -209,8 +209,16 @@ class Run:
         return t0
 
     def stop_daemon(self):
+        # SIGTERM waits for an in-flight verification read (see the report); measured, bounded.
+        t0 = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=120)
+        try:
+            self.proc.wait(timeout=self.args.timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.result.setdefault("stop_s", []).append(time.monotonic() - t0)
+        say(f"  daemon stopped {time.monotonic() - t0:.1f}s after SIGTERM")
 
     def writes(self):
         """{ 'ipvs_service/add': n, ... } from the daemon's kernel operation counters."""
@@ -504,11 +512,18 @@ class Run:
                 time.sleep(0.2)
                 self.log.poll()
             self.profile_report("verify", p, data)
-        self.verification()
-        if self.args.churn_seconds > 0:
-            self.churn()
-        self.memory("steady")
-        self.restart()
+        try:
+            self.verification()
+            if self.args.churn_seconds > 0:
+                self.churn()
+            self.memory("steady")
+            self.restart()
+        except Exception as e:  # noqa: BLE001 - report what was measured so far
+            say(f"  PHASE FAILED: {e!r}")
+            self.result["failed_phase"] = repr(e)
+            self.result.setdefault("memory", {}).setdefault("steady", mem(self.proc.pid))
+            say("RESULT " + json.dumps(self.result))
+            raise
         self.log.poll()
         self.result["errors"] = len(self.log.errors)
         for e in self.log.errors[:5]:
