@@ -22,10 +22,16 @@ class Handler {
 
     explicit Handler(ListParser::ItemFn onItem) : onItem_(std::move(onItem)) {}
 
+    // Everything: a response cut off inside a scalar left pendingScalar_ and capturingItem_
+    // set, and the next response's first top-level scalar was then delivered as an item.
     void reset() {
+        st_.reset();
         depth_ = 0;
         capture_ = 0;
         inItems_ = false;
+        capturingItem_ = false;
+        partial_ = false;
+        pendingScalar_ = false;
         key_.clear();
         top_ = json::object();
         items_ = 0;
