@@ -10,6 +10,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <string_view>
 
 namespace kipvs::ipvs::codec {
@@ -540,6 +541,10 @@ Result<Ack> decodeAck(ByteSpan message) {
     const std::size_t len = std::min<std::size_t>(nh.nlmsg_len, message.size());
     int err = 0;
     std::memcpy(&err, message.data() + kNlHdr, sizeof err);
+    // A negated errno; INT_MIN is none, and negating it would overflow.
+    if (err == std::numeric_limits<int>::min()) {
+        return malformed("netlink error code " + std::to_string(err));
+    }
     Ack ack;
     ack.seq = nh.nlmsg_seq;
     ack.error = err < 0 ? -err : err;
@@ -576,6 +581,9 @@ Result<int> decodeDone(ByteSpan message) {
     }
     int err = 0;
     std::memcpy(&err, message.data() + kNlHdr, sizeof err);
+    if (err == std::numeric_limits<int>::min()) {
+        return malformed("NLMSG_DONE error code " + std::to_string(err));
+    }
     return err < 0 ? -err : err;
 }
 
