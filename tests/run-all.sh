@@ -2,7 +2,8 @@
 # Runs every test kube-ipvs has, as CI does, and ends with "N passed, N failed".
 #
 #   tests/run-all.sh            install missing packages, build, then run: style checks, unit
-#                               tests, unit tests under ASan+UBSan, kernel tests in the guest VM
+#                               tests, the fuzzers for a bounded time, kernel tests in the guest
+#                               VM, then unit and kernel tests again built with ASan+UBSan
 #
 # Must run as root on Debian 12 (it installs packages and boots QEMU guests). Build trees go
 # to build/ and build-asan/; the guest kernel is cached in /var/cache/kube-ipvs-vm.
@@ -49,21 +50,32 @@ step "unit tests"
 meson test -C build --suite unit --print-errorlogs --num-processes "$jobs"
 cp build/meson-logs/testlog.json "$logs/unit.json"
 
-step "unit tests under ASan+UBSan"
-if configure build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
-        -Dkernel_tests=false --buildtype=debug &&
-    ninja -C build-asan -j "$jobs"; then
-    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-        meson test -C build-asan --suite unit --print-errorlogs --num-processes "$jobs"
-    cp build-asan/meson-logs/testlog.json "$logs/unit-asan.json"
-else
-    record asan-build fail
-fi
+step "fuzzers (clang, libFuzzer, ${KUBE_IPVS_FUZZ_SECONDS:-20} s each)"
+tests/fuzz/run-fuzzers.sh "${KUBE_IPVS_FUZZ_SECONDS:-20}" | tee "$logs/fuzz.tap"
 
 step "kernel tests in the guest VM"
 meson test -C build --suite kernel --print-errorlogs
 cp build/meson-logs/testlog.json "$logs/kernel.json"
 
+# The same unit and guest suites once more, built with ASan+UBSan: a sanitizer report fails
+# the test that triggered it (the e2e suite scans every daemon log for one).
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+step "ASan+UBSan build"
+if configure build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
+        -Dkernel_tests=true --buildtype=debug &&
+    ninja -C build-asan -j "$jobs"; then
+    step "unit tests under ASan+UBSan"
+    meson test -C build-asan --suite unit --print-errorlogs --num-processes "$jobs"
+    cp build-asan/meson-logs/testlog.json "$logs/unit-asan.json"
+    step "kernel tests in the guest VM under ASan+UBSan"
+    meson test -C build-asan --suite kernel --print-errorlogs --timeout-multiplier 2
+    cp build-asan/meson-logs/testlog.json "$logs/kernel-asan.json"
+else
+    record asan-build fail
+fi
+
 step "summary"
 # shellcheck disable=SC2086
-python3 tests/summarize.py "$logs/unit.json" "$logs/unit-asan.json" "$logs/kernel.json" $results
+python3 tests/summarize.py "$logs/unit.json" "$logs/kernel.json" "$logs/fuzz.tap" \
+    "$logs/unit-asan.json" "$logs/kernel-asan.json" $results

@@ -2,7 +2,8 @@
 """Counts every test case of a CI run and prints the closing line "N passed, N failed".
 
 Inputs are meson testlog.json files (TAP tests count one per "ok"/"not ok" line; other tests
-count one each) and extra results given as NAME=pass|fail (style checks and the like).
+count one each), TAP files (*.tap) written by scripts, and extra results given as
+NAME=pass|fail (style checks and the like).
 Exits 1 if anything failed or nothing ran.
 """
 import json
@@ -16,6 +17,23 @@ def main(argv):
     passed = failed = 0
     failures = []
     for arg in argv:
+        if arg.endswith(".tap"):
+            # A TAP stream written by a script (the fuzzers): one case per "ok"/"not ok" line.
+            try:
+                lines = open(arg).read().splitlines()
+            except FileNotFoundError:
+                lines = []
+            cases = [m for m in (TAP.match(l) for l in lines) if m]
+            if not cases:
+                failed += 1
+                failures.append(f"{arg}: no test results (that step did not run)")
+            for m in cases:
+                if m.group(1) == "ok":
+                    passed += 1
+                else:
+                    failed += 1
+                    failures.append(f"{arg}: {m.group(2)}")
+            continue
         if arg.endswith(".json"):
             try:
                 lines = open(arg).read().splitlines()

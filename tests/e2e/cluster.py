@@ -148,6 +148,27 @@ class FakeApi:
 
 # ---- the daemon -----------------------------------------------------------------------------
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def sanitizer_reports(workdir):
+    """[(log path, report excerpt)] for every daemon log in workdir with an ASan, LSan or UBSan
+    report in it."""
+    out = []
+    for name in sorted(os.listdir(workdir)):
+        if not name.endswith(".log"):
+            continue
+        path = os.path.join(workdir, name)
+        with open(path, errors="replace") as f:
+            text = f.read()
+        for mark in SANITIZER_MARKS:
+            at = text.find(mark)
+            if at >= 0:
+                out.append((path, text[max(0, at - 200):at + 3000]))
+                break
+    return out
+
+
 class Daemon:
     def __init__(self, binary, workdir, kubeconfig, extra_args=(), name="kube-ipvs"):
         self.binary, self.dir, self.kubeconfig = binary, workdir, kubeconfig

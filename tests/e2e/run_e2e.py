@@ -339,12 +339,23 @@ def main():
                 sys.stderr.write("---- kube-ipvs log (tail) ----\n" + env.daemon.log()[-4000:])
             sys.stderr.write(nodenet.sh("ipvsadm", "-Ln", capture=True))
         sys.stderr.write(f"# {s.__name__}: {time.time() - t0:.1f}s\n")
-    print(f"1..{len(chosen)}")
     code = env.daemon.stop()
+    # Every daemon run's log: a sanitizer report (the suite also runs an ASan+UBSan build)
+    # or a daemon that did not exit cleanly on SIGTERM fails the run.
+    reports = cluster.sanitizer_reports(env.dir)
+    n = len(chosen) + 1
+    if reports or code not in (0, None):
+        failed += 1
+        print(f"not ok {n} - the daemon exits cleanly with no sanitizer report (exit {code})")
+        for path, text in reports:
+            sys.stderr.write(f"---- {path} ----\n{text}\n")
+    else:
+        print(f"ok {n} - the daemon exits cleanly with no sanitizer report")
+    print(f"1..{n}")
     env.api.stop()
     for p in env.pods.values():
         p.stop()
-    return 1 if failed or code not in (0, None) else 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
