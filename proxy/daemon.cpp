@@ -15,6 +15,8 @@
 #include <atomic>
 #include <cctype>
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -426,6 +428,7 @@ class Daemon {
     std::map<std::uint16_t, HcListener> hc_;
 
     std::thread verifier_;
+    std::atomic<bool> verifyReading_{false};  // the verifier thread is reading the kernel
     bool verifying_ = false;
     char signalByte_ = 0;
     std::array<char, 4096> inotifyBuf_{};
@@ -746,6 +749,12 @@ void Daemon::runSync() {
             continue;
         }
         const auto end = SteadyClock::now();
+        // kube-proxy logs "SyncProxyRules complete" with the elapsed time at V(2) as well; the
+        // scale benchmark (tests/bench/scale/) reads this line's time stamp.
+        log::debug(2, "Synced proxy rules",
+                   {{"ipFamily", familyLabel(fam)},
+                    {"seconds", std::chrono::duration<double>(end - *started).count()},
+                    {"failed", step.failed}});
         metrics_
             .histogram("kubeproxy_sync_proxy_rules_duration_seconds",
                        "SyncProxyRules latency in seconds",
@@ -804,7 +813,9 @@ void Daemon::startVerify() {
         families.push_back(p->family());
     }
     const auto binding = cfg_.vipBinding == "route" ? VipBinding::Route : VipBinding::Address;
-    verifier_ = std::thread([this, seqs, families, binding] {
+    const auto verifyStart = SteadyClock::now();
+    verifyReading_ = true;
+    verifier_ = std::thread([this, seqs, families, binding, verifyStart] {
         Result<KernelSnapshot> snap = Error::invalid("no snapshot");
         auto ipvs = ipvs::NetlinkIpvs::open();
         auto addrs = ipvs::RtnlAddresses::open();
@@ -819,11 +830,14 @@ void Daemon::startVerify() {
             ipvs::ExecIptables ipt;
             snap = takeKernelSnapshot({**ipvs, **addrs, **ipset, &ipt}, families, binding);
         }
-        asio::post(io_, [this, seqs, snap = std::move(snap)]() mutable {
+        const auto readDone = SteadyClock::now();
+        verifyReading_ = false;
+        asio::post(io_, [this, seqs, snap = std::move(snap), verifyStart, readDone]() mutable {
             verifying_ = false;
             if (stopping_) {
                 return;
             }
+            const auto compareStart = SteadyClock::now();
             if (!snap) {
                 log::error("Reading the kernel state for verification failed",
                            {{"error", snap.error().message}});
@@ -841,6 +855,14 @@ void Daemon::startVerify() {
                                       {"iptables", rep.iptablesRepairs}});
                     }
                 }
+                // Read on the verifier thread, compared on the io thread (the part that can
+                // delay events); the scale benchmark reads both from this line.
+                log::debug(
+                    2, "Verified kernel state",
+                    {{"readSeconds", std::chrono::duration<double>(readDone - verifyStart).count()},
+                     {"compareSeconds",
+                      std::chrono::duration<double>(SteadyClock::now() - compareStart).count()},
+                     {"drift", drift}});
                 if (drift || std::any_of(proxiers_.begin(), proxiers_.end(),
                                          [](const auto& p) { return p->pending(); })) {
                     changed();
@@ -1104,6 +1126,13 @@ int Daemon::run() {
     }
     scheduleVerify();
     io_.run();
+    if (verifier_.joinable() && verifyReading_.load()) {
+        // A verification read of a large table can take a while; it only reads, so there
+        // is nothing to wait for, and SIGTERM must not hang behind it.
+        log::info("Exiting during a verification read; not waiting for it", {});
+        std::fflush(nullptr);
+        std::_Exit(exitCode_);
+    }
     if (verifier_.joinable()) {
         verifier_.join();
     }
