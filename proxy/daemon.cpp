@@ -562,6 +562,7 @@ Result<void> Daemon::createProxiers() {
         pc.rules.localDetector = localDetector(f);
         pc.binding = cfg_.vipBinding == "route" ? VipBinding::Route : VipBinding::Address;
         pc.startWallNs = startWallNs_;
+        pc.wallClock = wallNowNs;
         rules_[f] = std::make_unique<IptablesRulesSync>(iptables_);
         proxiers_.push_back(std::make_unique<Proxier>(
             pc, KernelRefs{*ipvs_, *addrs_, *ipset_, *rules_[f], conntrack_.get()}, metrics_));

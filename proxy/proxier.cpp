@@ -1019,13 +1019,15 @@ bool Proxier::applyBatch(Batch& b, const SyncTime& now) {
             metrics_.histogram("kubeproxy_network_programming_duration_seconds",
                                "In Cluster Network Programming Latency in seconds",
                                metrics::networkProgrammingBuckets(), {{"ip_family", familyLabel_}});
+        const std::int64_t programmedNs =
+            cfg_.wallClock && !b.processed.empty() ? cfg_.wallClock() : now.wallNs;
         for (const auto& key : b.processed) {
             auto t = triggers_.find(key);
             if (t == triggers_.end()) {
                 continue;
             }
-            if (now.wallNs > t->second) {
-                hist.observe(static_cast<double>(now.wallNs - t->second) / 1e9);
+            if (programmedNs > t->second) {
+                hist.observe(static_cast<double>(programmedNs - t->second) / 1e9);
             }
             triggers_.erase(t);
         }

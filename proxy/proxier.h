@@ -27,6 +27,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -82,6 +83,9 @@ struct ProxierConfig {
     // Trigger times (endpoints.kubernetes.io/last-change-trigger-time) at or before this
     // Unix time are not measured: they predate this process.
     std::int64_t startWallNs = 0;
+    // Unix time in ns once the kernel is programmed, the end of the programming latency (as
+    // kube-proxy measures it). Unset: the sync's start time (SyncTime::wallNs), for tests.
+    std::function<std::int64_t()> wallClock;
 };
 
 struct KernelRefs {

@@ -863,6 +863,30 @@ TEST_CASE("network programming latency is measured from the trigger time", "[pro
           1);
 }
 
+TEST_CASE("network programming latency ends when the kernel is programmed", "[proxier]") {
+    // The sync starts 1 s after the trigger and the writes end 3 s after it: 3 s, not 1 s.
+    Fixture f;
+    f.cfg.startWallNs = f.wallNs - 10'000'000'000;
+    int clockReads = 0;
+    f.cfg.wallClock = [&] {
+        ++clockReads;
+        return f.wallNs + 2'000'000'000;
+    };
+    auto& p = f.start();
+    p.onServiceUpsert(web());
+    auto s = webSlice({"10.244.1.7"});
+    s.triggerTimeNs = f.wallNs - 1'000'000'000;
+    p.onSliceUpsert(s);
+    REQUIRE(f.sync());
+    CHECK(clockReads >= 1);
+    const auto text = f.reg.render();
+    INFO(text);
+    CHECK(text.find("kubeproxy_network_programming_duration_seconds_bucket{ip_family=\"IPv4\","
+                    "le=\"2\"} 0") != std::string::npos);
+    CHECK(text.find("kubeproxy_network_programming_duration_seconds_bucket{ip_family=\"IPv4\","
+                    "le=\"3\"} 1") != std::string::npos);
+}
+
 TEST_CASE("a weight-0 leftover that is still wanted is reset on the first sync", "[proxier]") {
     Fixture f;
     programAndStop(f);
