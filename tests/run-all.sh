@@ -53,6 +53,10 @@ cp build/meson-logs/testlog.json "$logs/unit.json"
 step "fuzzers (clang, libFuzzer, ${KUBE_IPVS_FUZZ_SECONDS:-20} s each)"
 tests/fuzz/run-fuzzers.sh "${KUBE_IPVS_FUZZ_SECONDS:-20}" | tee "$logs/fuzz.tap"
 
+step "soak tests (host)"
+meson test -C build --suite soak --print-errorlogs
+cp build/meson-logs/testlog.json "$logs/soak.json"
+
 step "kernel tests in the guest VM"
 meson test -C build --suite kernel --print-errorlogs
 cp build/meson-logs/testlog.json "$logs/kernel.json"
@@ -69,7 +73,11 @@ if configure build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=
     meson test -C build-asan --suite unit --print-errorlogs --num-processes "$jobs"
     cp build-asan/meson-logs/testlog.json "$logs/unit-asan.json"
     step "kernel tests in the guest VM under ASan+UBSan"
-    meson test -C build-asan --suite kernel --print-errorlogs --timeout-multiplier 2
+    # The fault scenarios (e2e-faults) run once, from the normal build, to keep CI within its
+    # time budget; their hostile-input paths run under ASan+UBSan in the unit, integration
+    # and fuzz-regression suites.
+    meson test -C build-asan --print-errorlogs --timeout-multiplier 2 \
+        kernel-smoke kernel-ipvs-netlink kernel-ipvs-host e2e-proxy
     cp build-asan/meson-logs/testlog.json "$logs/kernel-asan.json"
 else
     record asan-build fail
@@ -77,5 +85,5 @@ fi
 
 step "summary"
 # shellcheck disable=SC2086
-python3 tests/summarize.py "$logs/unit.json" "$logs/kernel.json" "$logs/fuzz.tap" \
+python3 tests/summarize.py "$logs/unit.json" "$logs/soak.json" "$logs/kernel.json" "$logs/fuzz.tap" \
     "$logs/unit-asan.json" "$logs/kernel-asan.json" $results
