@@ -317,6 +317,38 @@ Result<std::vector<InterfaceAddress>> RtnlAddresses::allAddresses() {
     return out;
 }
 
+namespace {
+
+// Sends one message per op (built by `put`) in one batch and turns the acks into one result
+// per op. Adding what is present and deleting what is absent (`absent(errno)`) leave the
+// wanted state, so both count as done.
+template <class Put, class Absent>
+std::vector<Result<void>> applyBatch(hostnl::Socket& sock, int index, const std::string& name,
+                                     std::span<const AddressOp> ops, std::string_view object,
+                                     Put put, Absent absent) {
+    hostnl::MessageBuffer b;
+    for (const auto& op : ops) {
+        put(b, op, index);
+    }
+    const auto st = sock.exchange(b);
+    std::vector<Result<void>> out;
+    out.reserve(ops.size());
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+        const bool add = ops[i].kind == AddressOpKind::Add;
+        const int e = st[i].error;
+        if (e == 0 || (add && e == EEXIST) || (!add && absent(e))) {
+            out.emplace_back();
+        } else {
+            out.emplace_back(kernelError(st[i], std::string(add ? "add-" : "delete-") +
+                                                    std::string(object) + " " +
+                                                    hostPrefix(ops[i].address) + " dev " + name));
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
 std::vector<Result<void>> RtnlAddresses::apply(const std::string& name,
                                                std::span<const AddressOp> ops) {
     if (ops.empty()) {
@@ -326,27 +358,8 @@ std::vector<Result<void>> RtnlAddresses::apply(const std::string& name,
     if (!index) {
         return allFailed(ops.size(), index.error());
     }
-    hostnl::MessageBuffer b;
-    for (const auto& op : ops) {
-        putAddressMessage(b, op, *index);
-    }
-    const auto st = sock_.exchange(b);
-    std::vector<Result<void>> out;
-    out.reserve(ops.size());
-    for (std::size_t i = 0; i < ops.size(); ++i) {
-        const bool add = ops[i].kind == AddressOpKind::Add;
-        const int e = st[i].error;
-        // Adding a present address and removing an absent one leave the wanted state.
-        const bool done = e == 0 || (add && e == EEXIST) ||
-                          (!add && (e == EADDRNOTAVAIL || e == ENOENT || e == ENXIO));
-        if (done) {
-            out.emplace_back();
-        } else {
-            out.emplace_back(kernelError(st[i], std::string(add ? "add" : "delete") + "-address " +
-                                                    hostPrefix(ops[i].address) + " dev " + name));
-        }
-    }
-    return out;
+    return applyBatch(sock_, *index, name, ops, "address", putAddressMessage,
+                      [](int e) { return e == EADDRNOTAVAIL || e == ENOENT || e == ENXIO; });
 }
 
 Result<std::vector<net::IpAddress>> RtnlAddresses::localRoutes(const std::string& name) {
@@ -403,26 +416,8 @@ std::vector<Result<void>> RtnlAddresses::applyLocalRoutes(const std::string& nam
     if (!index) {
         return allFailed(ops.size(), index.error());
     }
-    hostnl::MessageBuffer b;
-    for (const auto& op : ops) {
-        putRouteMessage(b, op, *index);
-    }
-    const auto st = sock_.exchange(b);
-    std::vector<Result<void>> out;
-    out.reserve(ops.size());
-    for (std::size_t i = 0; i < ops.size(); ++i) {
-        const bool add = ops[i].kind == AddressOpKind::Add;
-        const int e = st[i].error;
-        const bool done = e == 0 || (add && e == EEXIST) || (!add && (e == ESRCH || e == ENOENT));
-        if (done) {
-            out.emplace_back();
-        } else {
-            out.emplace_back(kernelError(st[i], std::string(add ? "add" : "delete") +
-                                                    "-local-route " + hostPrefix(ops[i].address) +
-                                                    " dev " + name));
-        }
-    }
-    return out;
+    return applyBatch(sock_, *index, name, ops, "local-route", putRouteMessage,
+                      [](int e) { return e == ESRCH || e == ENOENT; });
 }
 
 }  // namespace kipvs::ipvs
