@@ -1339,19 +1339,61 @@ Result<void> Config::validate() const {
 
 namespace {
 
+// The length of the valid UTF-8 sequence at s[i], or 0 if there is none.
+std::size_t utf8Length(const std::string& s, std::size_t i) {
+    const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+    const unsigned char c = b(i);
+    std::size_t n = 0;
+    unsigned lo = 0x80;
+    unsigned hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        lo = c == 0xe0 ? 0xa0 : 0x80;  // no overlong forms
+        hi = c == 0xed ? 0x9f : 0xbf;  // no surrogates
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        lo = c == 0xf0 ? 0x90 : 0x80;
+        hi = c == 0xf4 ? 0x8f : 0xbf;  // nothing above U+10FFFF
+    } else {
+        return 0;
+    }
+    if (i + n > s.size() || b(i + 1) < lo || b(i + 1) > hi) {
+        return 0;
+    }
+    for (std::size_t k = 2; k < n; ++k) {
+        if (b(i + k) < 0x80 || b(i + k) > 0xbf) {
+            return 0;
+        }
+    }
+    return n;
+}
+
+// A JSON string. Bytes that are not UTF-8 (a config file may hold any) become U+FFFD, so the
+// /configz body is always valid JSON.
 std::string jsonString(const std::string& s) {
     std::string out = "\"";
-    for (const char c : s) {
+    for (std::size_t i = 0; i < s.size();) {
+        const char c = s[i];
+        const auto u = static_cast<unsigned char>(c);
         if (c == '"' || c == '\\') {
             out += '\\';
             out += c;
-        } else if (static_cast<unsigned char>(c) < 0x20) {
+        } else if (u < 0x20) {
             char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+            std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(u));
             out += buf;
-        } else {
+        } else if (u < 0x80) {
             out += c;
+        } else if (const std::size_t n = utf8Length(s, i); n > 0) {
+            out.append(s, i, n);
+            i += n;
+            continue;
+        } else {
+            out += "\\ufffd";
         }
+        ++i;
     }
     return out + "\"";
 }

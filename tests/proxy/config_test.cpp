@@ -398,6 +398,20 @@ TEST_CASE("/configz and --write-config-to describe the effective configuration",
     CHECK(back->configzJson() == j);
 }
 
+TEST_CASE("/configz is valid JSON whatever bytes the config holds", "[config]") {
+    // Found by fuzz_proxy_config: a kubeconfig path with a stray 0xe0 byte went into /configz
+    // as is, and the body was not JSON. Valid UTF-8 (é) stays; each invalid byte becomes
+    // U+FFFD (0xf4 0x90 ... would be above U+10FFFF).
+    auto r = parseCommandLine({"--proxy-mode=ipvs",
+                               "--kubeconfig=/a\xe0"
+                               "b/\xc3\xa9\x01",
+                               "--hostname-override=n\xf4\x90\x80\x80"});
+    REQUIRE(r.has_value());
+    const auto j = r->configzJson();
+    CHECK(j.find("\"Kubeconfig\":\"/a\\ufffdb/\xc3\xa9\\u0001\"") != std::string::npos);
+    CHECK(j.find("\"HostnameOverride\":\"n\\ufffd\\ufffd\\ufffd\\ufffd\"") != std::string::npos);
+}
+
 TEST_CASE("--help lists the flags; --version and --help skip validation", "[config]") {
     const auto u = usage();
     for (const char* f : {"--proxy-mode", "--ipvs-scheduler", "--ipvs-exclude-cidrs", "--cleanup",
