@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import urllib.error
 import urllib.request
 
@@ -147,6 +148,32 @@ class FakeApi:
 
 
 # ---- the daemon -----------------------------------------------------------------------------
+
+def run_scenarios(scenarios, setup, on_failure):
+    """Runs setup() and then each scenario(env), one TAP line each ('#' lines carry their
+    durations); on_failure(env) prints what helps after a failed one. Returns (env, number
+    failed); env is None if setup failed, in which case every scenario failed."""
+    try:
+        env = setup()
+    except Exception:  # noqa: BLE001 - report and fail every scenario
+        traceback.print_exc()
+        for i, s in enumerate(scenarios, 1):
+            print(f"not ok {i} - {s.__name__.replace('_', ' ')} (setup failed)")
+        return None, len(scenarios)
+    failed = 0
+    for i, s in enumerate(scenarios, 1):
+        t0 = time.time()
+        try:
+            s(env)
+            print(f"ok {i} - {s.__name__.replace('_', ' ')}", flush=True)
+        except Exception:  # noqa: BLE001
+            failed += 1
+            print(f"not ok {i} - {s.__name__.replace('_', ' ')}", flush=True)
+            sys.stderr.write(traceback.format_exc())
+            on_failure(env)
+        print(f"# {s.__name__}: {time.time() - t0:.1f}s", flush=True)
+    return env, failed
+
 
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 

@@ -10,10 +10,7 @@ converge (as ipvsadm, ip and ipset show it), and checks what traffic actually do
 import argparse
 import json
 import os
-import signal
 import sys
-import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -317,28 +314,16 @@ def main():
     args = ap.parse_args()
     binary = os.path.abspath(args.kube_ipvs)
     chosen = [s for s in SCENARIOS if not args.only or s.__name__ in args.only]
-    try:
-        env = setup(binary)
-    except Exception:  # noqa: BLE001 - report and fail every scenario
-        traceback.print_exc()
-        for i, s in enumerate(chosen, 1):
-            print(f"not ok {i} - {s.__name__.replace('_', ' ')} (setup failed)")
+
+    def on_failure(env):
+        if env.daemon.proc is not None:
+            sys.stderr.write("---- kube-ipvs log (tail) ----\n" + env.daemon.log()[-4000:])
+        sys.stderr.write(nodenet.sh("ipvsadm", "-Ln", capture=True))
+
+    env, failed = cluster.run_scenarios(chosen, lambda: setup(binary), on_failure)
+    if env is None:
         print(f"1..{len(chosen)}")
         return 1
-    failed = 0
-    for i, s in enumerate(chosen, 1):
-        t0 = time.time()
-        try:
-            s(env)
-            print(f"ok {i} - {s.__name__.replace('_', ' ')}", flush=True)
-        except Exception:  # noqa: BLE001
-            failed += 1
-            print(f"not ok {i} - {s.__name__.replace('_', ' ')}", flush=True)
-            sys.stderr.write(traceback.format_exc())
-            if env.daemon.proc is not None:
-                sys.stderr.write("---- kube-ipvs log (tail) ----\n" + env.daemon.log()[-4000:])
-            sys.stderr.write(nodenet.sh("ipvsadm", "-Ln", capture=True))
-        sys.stderr.write(f"# {s.__name__}: {time.time() - t0:.1f}s\n")
     code = env.daemon.stop()
     # Every daemon run's log: a sanitizer report (the suite also runs an ASan+UBSan build)
     # or a daemon that did not exit cleanly on SIGTERM fails the run.

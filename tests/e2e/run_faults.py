@@ -20,7 +20,6 @@ import shutil
 import signal
 import sys
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -741,27 +740,15 @@ def main():
     binary = os.path.abspath(OPTS.kube_ipvs)
     chosen = [s for s in SCENARIOS if not OPTS.only or any(o in s.__name__ for o in OPTS.only)]
     start = time.time()
-    try:
-        env = setup(binary)
-    except Exception:  # noqa: BLE001 - report and fail every scenario
-        traceback.print_exc()
-        for i, s in enumerate(chosen, 1):
-            print(f"not ok {i} - {s.__name__.replace('_', ' ')} (setup failed)")
+
+    def on_failure(env):
+        if env.daemon is not None and env.daemon.proc is not None:
+            sys.stderr.write("---- kube-ipvs log (tail) ----\n" + env.daemon.log()[-6000:])
+
+    env, failed = cluster.run_scenarios(chosen, lambda: setup(binary), on_failure)
+    if env is None:
         print(f"1..{len(chosen)}")
         return 1
-    failed = 0
-    for i, s in enumerate(chosen, 1):
-        t0 = time.time()
-        try:
-            s(env)
-            print(f"ok {i} - {s.__name__.replace('_', ' ')}", flush=True)
-        except Exception:  # noqa: BLE001
-            failed += 1
-            print(f"not ok {i} - {s.__name__.replace('_', ' ')}", flush=True)
-            sys.stderr.write(traceback.format_exc())
-            if env.daemon is not None and env.daemon.proc is not None:
-                sys.stderr.write("---- kube-ipvs log (tail) ----\n" + env.daemon.log()[-6000:])
-        note(f"{s.__name__}: {time.time() - t0:.1f}s")
     print(f"1..{len(chosen)}")
     code = stop_all(env)
     for p in env.pods.values():

@@ -7,10 +7,22 @@
 # what the input must do, as regression_test.cpp does for the others.
 #
 #   tests/fuzz/run-fuzzers.sh [SECONDS_PER_TARGET] [TARGET...]     (default 60 s, all targets)
+#   tests/fuzz/run-fuzzers.sh --ci [TARGET...]
+#
+# --ci is what tests/run-all.sh runs: a fixed seed and a fixed number of inputs per target
+# (about 20 s each), so a given commit passes or fails the same way every time; a timed run
+# explores more and differently each time, which is for looking, not for gating.
 set -u
 cd "$(dirname "$0")/../.."
-seconds=${1:-60}
-[ $# -gt 0 ] && shift
+ci=false
+if [ "${1:-}" = "--ci" ]; then
+    ci=true
+    shift
+    seconds=0
+else
+    seconds=${1:-60}
+    [ $# -gt 0 ] && shift
+fi
 targets=${*:-"fuzz_watch_stream fuzz_objects fuzz_kubeconfig fuzz_proxy_config fuzz_ipvs_netlink"}
 build=build-fuzz
 
@@ -41,16 +53,27 @@ for t in $targets; do
     cp tests/fuzz/corpus/"$t"/* "$work"/ 2>/dev/null
     cp tests/fuzz/regressions/"$t"/* "$work"/ 2>/dev/null
     log="$artifacts/log.txt"
+    if $ci; then
+        case $t in
+        fuzz_ipvs_netlink) budget="-seed=1 -runs=400000" ;;
+        fuzz_watch_stream) budget="-seed=1 -runs=20000" ;;
+        *) budget="-seed=1 -runs=40000" ;;
+        esac
+    else
+        budget="-max_total_time=$seconds"
+    fi
     # -timeout: one input taking 10 s is a hang; -rss_limit_mb: a leak or a blow-up.
+    # shellcheck disable=SC2086
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-        "$build/tests/fuzz/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+        "$build/tests/fuzz/$t" $budget -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$artifacts/" "$work" >"$log" 2>&1
     rc=$?
+    what=$(echo "$budget" | sed 's/-max_total_time=\([0-9]*\)/\1 s/')
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
     rm -rf "$work"
     if [ $rc -eq 0 ]; then
-        echo "ok $n - $t: ${seconds}s, ${execs:-?} inputs, ${cov:-cov: ?}, no crash"
+        echo "ok $n - $t: $what, ${execs:-?} inputs, ${cov:-cov: ?}, no crash"
     else
         failed=$((failed + 1))
         echo "not ok $n - $t: exit $rc, input kept in $artifacts (log: $log)"
