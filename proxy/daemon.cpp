@@ -929,7 +929,7 @@ void Daemon::syncHealthChecks() {
         // One listener per port for both families (kube-proxy opens one per family proxier).
         const std::string addr =
             wildcard ? "[::]:" + std::to_string(port) : "0.0.0.0:" + std::to_string(port);
-        auto handler = [this, port](const HttpRequest&) {
+        auto handler = [this, port = port](const HttpRequest&) {  // clang 14: no binding captures
             HttpResponse res;
             auto it = hc_.find(port);
             const std::uint32_t local = it == hc_.end() ? 0 : it->second.localEndpoints;
