@@ -10,8 +10,9 @@
 #   tests/fuzz/run-fuzzers.sh --ci [TARGET...]
 #
 # --ci is what tests/run-all.sh runs: a fixed seed and a fixed number of inputs per target
-# (about 20 s each), so a given commit passes or fails the same way every time; a timed run
-# explores more and differently each time, which is for looking, not for gating.
+# (about 20 s each), so CI explores much the same inputs for a commit on any machine (address
+# layout can still vary coverage slightly); a timed run explores more and differently each
+# time, which is for looking, not for gating.
 set -u
 cd "$(dirname "$0")/../.."
 ci=false
