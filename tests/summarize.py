@@ -13,6 +13,18 @@ import sys
 TAP = re.compile(r"^(not ok|ok)\b\s*\d*\s*-?\s*(.*)$")
 
 
+def count(cases, name, failures):
+    """(passed, failed) of TAP matches; each "not ok" is added to failures under name."""
+    passed = failed = 0
+    for m in cases:
+        if m.group(1) == "ok":
+            passed += 1
+        else:
+            failed += 1
+            failures.append(f"{name}: {m.group(2)}")
+    return passed, failed
+
+
 def main(argv):
     passed = failed = 0
     failures = []
@@ -27,12 +39,8 @@ def main(argv):
             if not cases:
                 failed += 1
                 failures.append(f"{arg}: no test results (that step did not run)")
-            for m in cases:
-                if m.group(1) == "ok":
-                    passed += 1
-                else:
-                    failed += 1
-                    failures.append(f"{arg}: {m.group(2)}")
+            p, f = count(cases, arg, failures)
+            passed, failed = passed + p, failed + f
             continue
         if arg.endswith(".json"):
             try:
@@ -53,12 +61,8 @@ def main(argv):
                         failed += 1
                         failures.append(f"{t['name']}: {t['result']}")
                     continue
-                for m in cases:
-                    if m.group(1) == "ok":
-                        passed += 1
-                    else:
-                        failed += 1
-                        failures.append(f"{t['name']}: {m.group(2)}")
+                p, f = count(cases, t["name"], failures)
+                passed, failed = passed + p, failed + f
                 # A binary that crashed or timed out after its last "ok" line.
                 if not ok_result and all(m.group(1) == "ok" for m in cases):
                     failed += 1
