@@ -24,6 +24,10 @@ std::string_view kindName(Kind k) {
 }
 
 std::string DecodeReport::describe(const Issue& issue) const {
+    return describeIssue(kind, key, issue);
+}
+
+std::string describeIssue(Kind kind, const ObjectKey& key, const Issue& issue) {
     std::string out(kindName(kind));
     out += ' ';
     if (key.name.empty()) {
@@ -183,6 +187,36 @@ std::string_view trim(std::string_view s) {
     return s;
 }
 
+// Annotations are not kept, but a total over the API server's limit says the object did not
+// come from a conforming server (or a limit was raised): noted, and otherwise ignored.
+void noteLargeAnnotations(const json::object* meta, DecodeReport& report) {
+    const auto* ann = get(meta, "annotations");
+    if (ann == nullptr || !ann->is_object()) {
+        return;  // not read, so not judged: only slices read an annotation (and check its type)
+    }
+    std::size_t total = 0;
+    std::size_t largest = 0;
+    std::string_view largestKey;
+    for (const auto& kv : ann->get_object()) {
+        const std::size_t n =
+            kv.key().size() + (kv.value().is_string() ? kv.value().get_string().size() : 0);
+        total += n;
+        if (n > largest) {
+            largest = n;
+            largestKey = kv.key();
+        }
+    }
+    if (total > kMaxAnnotationBytes) {
+        report.notes.push_back(
+            {kNoteLargeAnnotations,
+             {"metadata.annotations",
+              std::to_string(total) + " bytes (largest " + quoted(largestKey) + ", " +
+                  std::to_string(largest) + " bytes), over the API server's limit of " +
+                  std::to_string(kMaxAnnotationBytes) +
+                  "; ignored: a proxy reads no annotation but the trigger time"}});
+    }
+}
+
 // Reads metadata.{namespace,name} into report.key first, so that every later Issue names the
 // object.
 const json::object* readMeta(const json::value& v, DecodeReport& report, bool namespaced) {
@@ -206,6 +240,7 @@ const json::object* readMeta(const json::value& v, DecodeReport& report, bool na
     if (!namespaced) {
         report.key.ns.clear();
     }
+    noteLargeAnnotations(meta, report);
     return meta;
 }
 
@@ -376,6 +411,14 @@ Service decodeServiceImpl(const json::value& v, DecodeReport& report) {
             } else {
                 report.dropped.push_back(std::move(issue));
             }
+        }
+        if (svc.ports.size() > kManyServicePorts) {
+            report.notes.push_back(
+                {kNoteManyPorts,
+                 {"spec.ports", std::to_string(svc.ports.size()) + " valid ports (more than " +
+                                    std::to_string(kManyServicePorts) +
+                                    "); all are programmed, as kube-proxy does: each is a virtual "
+                                    "server per Service address and NodePort node IP"}});
         }
     }
 
@@ -580,6 +623,48 @@ bool decodeEndpoint(const json::value& v, const std::string& path, net::Family f
     return true;
 }
 
+// Endpoints of one slice with the same address are all kept, as kube-proxy keeps them: the
+// merge makes one real server of them. Noted once per slice, naming the first duplicate.
+void noteDuplicateEndpoints(const std::vector<Endpoint>& eps, const std::vector<std::uint32_t>& at,
+                            DecodeReport& report) {
+    if (eps.size() < 2) {
+        return;
+    }
+    std::vector<std::uint32_t> order(eps.size());
+    for (std::uint32_t i = 0; i < order.size(); ++i) {
+        order[i] = i;
+    }
+    std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
+        return eps[a].address < eps[b].address || (eps[a].address == eps[b].address && a < b);
+    });
+    std::size_t count = 0;
+    std::uint32_t first = 0;  // kept index of the earliest duplicate in the input
+    std::uint32_t original = 0;
+    std::size_t group = 0;  // where the run of equal addresses starts: its lowest index
+    for (std::size_t k = 1; k < order.size(); ++k) {
+        if (eps[order[k]].address != eps[order[group]].address) {
+            group = k;
+            continue;
+        }
+        if (count == 0 || order[k] < first) {
+            first = order[k];
+            original = order[group];
+        }
+        ++count;
+    }
+    if (count == 0) {
+        return;
+    }
+    std::string reason = quoted(eps[first].address.toString()) + " duplicates " +
+                         idx("endpoints", at[original]) +
+                         "; used once, as kube-proxy does (a non-terminating copy wins)";
+    if (count > 1) {
+        reason += "; " + std::to_string(count) + " duplicate endpoints in this slice";
+    }
+    report.notes.push_back(
+        {kNoteDuplicateEndpoint, {sub(idx("endpoints", at[first]), "addresses[0]"), reason}});
+}
+
 EndpointSlice decodeSliceImpl(const json::value& v, DecodeReport& report) {
     EndpointSlice es;
     const auto* meta = readMeta(v, report, true);
@@ -640,16 +725,21 @@ EndpointSlice decodeSliceImpl(const json::value& v, DecodeReport& report) {
     const auto family = es.addressType == AddressType::IPv4 ? net::Family::V4 : net::Family::V6;
     if (const auto* eps = arrayField(root, "endpoints", "endpoints")) {
         es.endpoints.reserve(eps->size());
+        // Index in `endpoints` of each kept endpoint, to name a duplicate's field.
+        std::vector<std::uint32_t> at;
+        at.reserve(eps->size());
         for (std::size_t i = 0; i < eps->size(); ++i) {
             Endpoint ep;
             Issue issue;
             if (decodeEndpoint((*eps)[i], idx("endpoints", i), family, ep, issue)) {
                 es.endpoints.push_back(ep);
+                at.push_back(static_cast<std::uint32_t>(i));
             } else if (!issue.reason.empty()) {
                 report.dropped.push_back(std::move(issue));
             }
         }
         es.endpoints.shrink_to_fit();
+        noteDuplicateEndpoints(es.endpoints, at, report);
     }
     return es;
 }
@@ -729,6 +819,7 @@ std::optional<T> guarded(Kind kind, const json::value& v, DecodeReport& report, 
     report.kind = kind;
     report.rejection.reset();
     report.dropped.clear();
+    report.notes.clear();
     try {
         return f(v, report);
     } catch (Reject& r) {

@@ -20,6 +20,11 @@
 //    with a null name or a null/0 port, endpoints with no addresses, hostname-only ingress,
 //    Node addresses of other types, and all endpoints of FQDN slices (they are never used
 //    and have no IP to hold).
+//  * What is usable but anomalous is HANDLED as kube-proxy handles it, and NOTED (a Note,
+//    with a stable code for metrics): annotations over the API server's total size limit
+//    (kMaxAnnotationBytes; ignored: only the trigger time is read), more than
+//    kManyServicePorts valid Service ports (all are kept and programmed), and endpoints of one
+//    slice with the same address (all are kept; the proxy merges them into one real server).
 // Every rejection and drop is reported with the object's kind and key, the field path and a
 // reason, e.g. `Service default/web: spec.ports[1].port: 70000 is not a valid port`.
 //
@@ -29,6 +34,7 @@
 
 #include <boost/json/fwd.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -50,16 +56,39 @@ struct Issue {
     std::string reason;  // e.g. "70000 is not a valid port"
 };
 
+// The API server's limit on the total size of an object's annotations (keys and values),
+// TotalAnnotationSizeLimitB. A larger total cannot come from a conforming API server.
+inline constexpr std::size_t kMaxAnnotationBytes = 256 * 1024;
+// More valid ports than this on one Service is noted (each is a virtual server per Service
+// address and per node IP for a NodePort).
+inline constexpr std::size_t kManyServicePorts = 1000;
+
+// The codes of Notes (stable: they are metric label values).
+inline constexpr std::string_view kNoteLargeAnnotations = "annotations_too_large";
+inline constexpr std::string_view kNoteManyPorts = "many_ports";
+inline constexpr std::string_view kNoteDuplicateEndpoint = "duplicate_endpoint";
+
+// Something unusual the object holds that is handled (the object is still delivered), at
+// most one per code and object.
+struct Note {
+    std::string_view code;  // one of the kNote* codes
+    Issue issue;
+};
+
 // What decoding one object found.
 struct DecodeReport {
     Kind kind = Kind::Service;
     ObjectKey key;                   // as far as it could be read
     std::optional<Issue> rejection;  // set when the object as a whole is rejected
     std::vector<Issue> dropped;      // entries dropped from lists
+    std::vector<Note> notes;         // anomalies handled (only when the object is delivered)
 
     // "Service default/web: spec.ports[1].port: 70000 is not a valid port"
     std::string describe(const Issue& issue) const;
 };
+
+// As DecodeReport::describe, for any kind and key.
+std::string describeIssue(Kind kind, const ObjectKey& key, const Issue& issue);
 
 std::optional<Service> decodeService(const boost::json::value& v, DecodeReport& report);
 std::optional<EndpointSlice> decodeEndpointSlice(const boost::json::value& v, DecodeReport& report);

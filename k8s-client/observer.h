@@ -19,6 +19,12 @@ class Observer {
     // complete reason ("Service default/web: spec.ports[1].port: 70000 is not a valid port").
     virtual void onInvalid(Kind /*kind*/, const ObjectKey& /*key*/, const Issue& /*issue*/,
                            bool /*wholeObject*/, const std::string& /*message*/) {}
+    // An object was delivered (added or changed), or its anomalies changed, and it holds
+    // something unusual that was handled rather than rejected (decode.h: Note). Reported once
+    // per such change, not again when a relist or resync finds it unchanged. `code` is the
+    // Note's stable code; `message` is complete as for onInvalid.
+    virtual void onHandled(Kind /*kind*/, const ObjectKey& /*key*/, std::string_view /*code*/,
+                           const Issue& /*issue*/, const std::string& /*message*/) {}
     // A watch event was skipped: its object is of another kind (FS-40).
     virtual void onSkippedEvent(Kind /*kind*/, const std::string& /*message*/) {}
     // A request failed (after the transparent retries, which are reported by onRetry).

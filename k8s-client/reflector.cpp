@@ -571,7 +571,16 @@ class Reflector final : public ReflectorCore, public Informer<T> {
     void freePending() {
         decltype(pending_)().swap(pending_);
         decltype(pendingIndex_)().swap(pendingIndex_);
+        decltype(pendingNotes_)().swap(pendingNotes_);
         decltype(seen_)().swap(seen_);
+    }
+
+    void setPendingNotes(std::size_t slot, std::vector<Note>&& notes) {
+        if (notes.empty()) {
+            pendingNotes_.erase(slot);
+        } else {
+            pendingNotes_[slot] = std::move(notes);
+        }
     }
 
     void replaceItem(const json::value& v) override {
@@ -583,7 +592,7 @@ class Reflector final : public ReflectorCore, public Informer<T> {
             // a 44,000-object list (the consumer's), not two.
             if (o) {
                 std::string key = keyString(Codec<T>::key(*o));
-                upsert(key, *o);
+                upsert(key, *o, r.notes);
                 seen_.insert(std::move(key));
             } else {
                 seen_.erase(keyString(r.key));
@@ -594,8 +603,10 @@ class Reflector final : public ReflectorCore, public Informer<T> {
         auto it = pendingIndex_.find(key);
         if (it != pendingIndex_.end()) {
             pending_[it->second] = std::move(o);
+            setPendingNotes(it->second, std::move(r.notes));
         } else if (o) {
             pendingIndex_.emplace(key, pending_.size());
+            setPendingNotes(pending_.size(), std::move(r.notes));
             pending_.push_back(std::move(o));
         }
     }
@@ -604,18 +615,22 @@ class Reflector final : public ReflectorCore, public Informer<T> {
         auto it = pendingIndex_.find(keyString(metaKey(v, kNamespaced)));
         if (it != pendingIndex_.end()) {
             pending_[it->second].reset();
+            pendingNotes_.erase(it->second);
         }
     }
 
     void commitReplace() override {
         std::unordered_set<std::string> seen = std::move(seen_);
         seen.reserve(pending_.size());
-        for (auto& slot : pending_) {
+        static const std::vector<Note> kNoNotes;
+        for (std::size_t i = 0; i < pending_.size(); ++i) {
+            auto& slot = pending_[i];
             if (!slot) {
                 continue;
             }
             std::string key = keyString(Codec<T>::key(*slot));
-            upsert(key, *slot);
+            const auto n = pendingNotes_.find(i);
+            upsert(key, *slot, n == pendingNotes_.end() ? kNoNotes : n->second);
             seen.insert(std::move(key));
             slot.reset();  // free as we go: the consumer now holds its own copy
         }
@@ -629,6 +644,7 @@ class Reflector final : public ReflectorCore, public Informer<T> {
         std::sort(gone.begin(), gone.end());
         for (const auto& key : gone) {
             delivered_.erase(key);
+            noted_.erase(key);
             handler_.onDelete(keyFromString(key));
         }
     }
@@ -638,7 +654,9 @@ class Reflector final : public ReflectorCore, public Informer<T> {
     void apply(EventType type, const json::value& v) override {
         if (type == EventType::Deleted) {
             const ObjectKey key = metaKey(v, kNamespaced);
-            if (delivered_.erase(keyString(key)) > 0) {
+            const std::string ks = keyString(key);
+            noted_.erase(ks);
+            if (delivered_.erase(ks) > 0) {
                 handler_.onDelete(key);
             }
             return;
@@ -648,22 +666,58 @@ class Reflector final : public ReflectorCore, public Informer<T> {
         if (!o) {
             // A version we cannot use replaces one we delivered: the consumer must not keep
             // programming the old one.
-            if (delivered_.erase(keyString(r.key)) > 0) {
+            const std::string ks = keyString(r.key);
+            noted_.erase(ks);
+            if (delivered_.erase(ks) > 0) {
                 handler_.onDelete(r.key);
             }
             return;
         }
-        upsert(keyString(Codec<T>::key(*o)), *o);
+        upsert(keyString(Codec<T>::key(*o)), *o, r.notes);
     }
 
-    void upsert(const std::string& key, const T& obj) {
+    void upsert(const std::string& key, const T& obj, const std::vector<Note>& notes) {
         const std::uint64_t h = contentHash(obj);
         auto [it, inserted] = delivered_.try_emplace(key, h);
+        const bool changed = inserted || it->second != h;
+        reportNotes(key, obj, notes, changed);
         if (inserted) {
             handler_.onAdd(obj);
-        } else if (it->second != h) {
+        } else if (changed) {
             it->second = h;
             handler_.onUpdate(obj);
+        }
+    }
+
+    // Notes are reported when the object is delivered (added or changed) or when its notes
+    // changed (an annotation alone does not change what is delivered); not again for an
+    // unchanged object seen by a relist. Only objects with notes are remembered.
+    void reportNotes(const std::string& key, const T& obj, const std::vector<Note>& notes,
+                     bool delivered) {
+        if (notes.empty()) {
+            if (!noted_.empty()) {
+                noted_.erase(key);
+            }
+            return;
+        }
+        std::uint64_t sig = 1469598103934665603ULL;
+        for (const auto& n : notes) {
+            for (auto part : {n.code, std::string_view(n.issue.field)}) {
+                for (const char c : part) {
+                    sig = (sig ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+                }
+                sig = (sig ^ 0xffU) * 1099511628211ULL;
+            }
+        }
+        auto [it, fresh] = noted_.try_emplace(key, sig);
+        if (!delivered && !fresh && it->second == sig) {
+            return;
+        }
+        it->second = sig;
+        const ObjectKey okey = Codec<T>::key(obj);
+        for (const auto& n : notes) {
+            observer().onHandled(kind(), okey, n.code, n.issue,
+                                 describeIssue(kind(), okey, n.issue));
         }
     }
 
@@ -674,6 +728,9 @@ class Reflector final : public ReflectorCore, public Informer<T> {
     std::unordered_map<std::string, std::uint64_t> delivered_;
     std::vector<std::optional<T>> pending_;
     std::unordered_map<std::string, std::size_t> pendingIndex_;
+    std::unordered_map<std::size_t, std::vector<Note>> pendingNotes_;  // by pending_ slot
+    // Signature of the notes last reported, for delivered objects that have notes only.
+    std::unordered_map<std::string, std::uint64_t> noted_;
     std::unordered_set<std::string> seen_;  // keys listed so far (streaming)
     bool streaming_ = false;
 };

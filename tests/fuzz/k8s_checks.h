@@ -282,6 +282,16 @@ void decodeAndCheck(const json::value& v) {
         return;
     }
     checkObject(*obj);
+    // A note names its field, has a known code, and comes at most once per code.
+    for (std::size_t i = 0; i < report.notes.size(); ++i) {
+        const auto& n = report.notes[i];
+        FUZZ_CHECK(n.code == k8s::kNoteLargeAnnotations || n.code == k8s::kNoteManyPorts ||
+                   n.code == k8s::kNoteDuplicateEndpoint);
+        FUZZ_CHECK(!n.issue.field.empty() && !n.issue.reason.empty());
+        for (std::size_t j = 0; j < i; ++j) {
+            FUZZ_CHECK(report.notes[j].code != n.code);
+        }
+    }
 
     k8s::DecodeReport again;
     auto twice = k8s::Codec<T>::decode(v, again);

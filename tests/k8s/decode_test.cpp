@@ -312,6 +312,110 @@ TEST_CASE("large objects: 1 MB annotations and 10,000 ports", "[decode]") {
     REQUIRE(s);
     CHECK(s->ports.size() == 10000);
     CHECK(s->ports[9999].port == 10000);
+    // Both are handled (the object is delivered in full) and noted, once each.
+    CHECK(r.dropped.empty());
+    REQUIRE(r.notes.size() == 2);
+    CHECK(r.notes[0].code == kNoteLargeAnnotations);
+    CHECK(r.describe(r.notes[0].issue) ==
+          "Service default/web: metadata.annotations: 1048579 bytes (largest \"big\", 1048579 "
+          "bytes), over the API server's limit of 262144; ignored: a proxy reads no annotation "
+          "but the trigger time");
+    CHECK(r.notes[1].code == kNoteManyPorts);
+    CHECK(r.describe(r.notes[1].issue) ==
+          "Service default/web: spec.ports: 10000 valid ports (more than 1000); all are "
+          "programmed, as kube-proxy does: each is a virtual server per Service address and "
+          "NodePort node IP");
+}
+
+TEST_CASE("notes start at the API server's annotation limit and above 1,000 ports", "[decode]") {
+    auto withAnnotations = [](std::size_t valueBytes) {
+        json::value v = svc("");
+        // Key "a" (1 byte) plus the value: the API server counts both.
+        v.at("metadata").as_object()["annotations"] =
+            json::object{{"a", std::string(valueBytes, 'x')}};
+        return v;
+    };
+    DecodeReport r;
+    REQUIRE(decodeService(withAnnotations(kMaxAnnotationBytes - 1), r));
+    CHECK(r.notes.empty());
+    REQUIRE(decodeService(withAnnotations(kMaxAnnotationBytes), r));
+    REQUIRE(r.notes.size() == 1);
+    CHECK(r.notes[0].code == kNoteLargeAnnotations);
+    CHECK(r.notes[0].issue.field == "metadata.annotations");
+
+    auto withPorts = [](int n) {
+        json::array ports;
+        for (int i = 0; i < n; ++i) {
+            ports.push_back(json::object{{"name", "p" + std::to_string(i)}, {"port", 1 + i}});
+        }
+        ports.push_back(json::object{{"name", "zero"}, {"port", 0}});  // dropped: not counted
+        return svc("", json::serialize(ports));
+    };
+    REQUIRE(decodeService(withPorts(1000), r));
+    CHECK(r.notes.empty());
+    CHECK(r.dropped.size() == 1);
+    REQUIRE(decodeService(withPorts(1001), r));
+    REQUIRE(r.notes.size() == 1);
+    CHECK(r.notes[0].code == kNoteManyPorts);
+
+    // The realistic fixtures have nothing to note; a Node's annotations are judged too.
+    for (const char* f : {"service-clusterip.json", "service-loadbalancer.json"}) {
+        REQUIRE(decodeService(fixture(f), r));
+        CHECK(r.notes.empty());
+    }
+    REQUIRE(decodeEndpointSlice(fixture("endpointslice-terminating.json"), r));
+    CHECK(r.notes.empty());
+    json::value n = json::parse(R"({"metadata":{"name":"node-1"},"spec":{}})");
+    n.at("metadata").as_object()["annotations"] =
+        json::object{{"big", std::string(kMaxAnnotationBytes, 'x')}};
+    REQUIRE(decodeNode(n, r));
+    REQUIRE(r.notes.size() == 1);
+    CHECK(
+        r.describe(r.notes[0].issue).rfind("Node node-1: metadata.annotations: 262147 bytes", 0) ==
+        0);
+}
+
+TEST_CASE("duplicate endpoints in one slice are kept and noted once, by input index", "[decode]") {
+    auto slice = [](const std::string& endpoints) {
+        return json::parse(
+            R"({"metadata":{"name":"web-1","namespace":"default","labels":{"kubernetes.io/service-name":"web"}},)"
+            R"("addressType":"IPv4","ports":[{"name":"http","port":8080}],"endpoints":)" +
+            endpoints + "}");
+    };
+    DecodeReport r;
+    auto es = decodeEndpointSlice(
+        slice(
+            R"([{"addresses":["10.0.0.1"]},{"addresses":["10.0.0.2"]},)"
+            R"({"addresses":["10.0.0.1"],"conditions":{"ready":false}},{"addresses":["10.0.0.3"]}])"),
+        r);
+    REQUIRE(es);
+    CHECK(es->endpoints.size() == 4);  // kept: the merge makes one real server of them
+    CHECK(r.dropped.empty());
+    REQUIRE(r.notes.size() == 1);
+    CHECK(r.notes[0].code == kNoteDuplicateEndpoint);
+    CHECK(r.describe(r.notes[0].issue) ==
+          "EndpointSlice default/web-1: endpoints[2].addresses[0]: \"10.0.0.1\" duplicates "
+          "endpoints[0]; used once, as kube-proxy does (a non-terminating copy wins)");
+
+    // Indices are the input's, with dropped entries counted; several duplicates: one note.
+    es = decodeEndpointSlice(
+        slice(
+            R"([{"addresses":["bad"]},{"addresses":["10.0.0.2"]},{"addresses":["10.0.0.1"]},)"
+            R"({"addresses":["10.0.0.2"]},{"addresses":["10.0.0.1"]},{"addresses":["10.0.0.1"]}])"),
+        r);
+    REQUIRE(es);
+    CHECK(es->endpoints.size() == 5);
+    CHECK(r.dropped.size() == 1);
+    REQUIRE(r.notes.size() == 1);
+    CHECK(r.describe(r.notes[0].issue) ==
+          "EndpointSlice default/web-1: endpoints[3].addresses[0]: \"10.0.0.2\" duplicates "
+          "endpoints[1]; used once, as kube-proxy does (a non-terminating copy wins); 3 "
+          "duplicate endpoints in this slice");
+
+    // Distinct addresses: nothing to note.
+    REQUIRE(decodeEndpointSlice(slice(R"([{"addresses":["10.0.0.1"]},{"addresses":["10.0.0.2"]}])"),
+                                r));
+    CHECK(r.notes.empty());
 }
 
 TEST_CASE("content hash tells changes apart", "[decode]") {

@@ -466,6 +466,60 @@ TEST_CASE("an invalid new version deletes the delivered one", "[reflector][decod
     CHECK(r.handler.take() == Strings{"add default/a"});
 }
 
+namespace {
+
+// svcJson with one annotation of `bytes` bytes (over the API server's limit: a Note).
+std::string annotatedSvc(const std::string& name, const std::string& rv, std::size_t bytes,
+                         int port = 80) {
+    std::string s = svcJson(name, rv, "10.96.0.10", port, "default", true);
+    const std::string meta = R"("metadata":{)";
+    s.insert(s.find(meta) + meta.size(),
+             R"("annotations":{"example.com/blob":")" + std::string(bytes, 'x') + R"("},)");
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("notes are reported once per change, not again by a relist", "[reflector][notes]") {
+    Rig r;
+    r.start();
+    const std::size_t big = 300 * 1024;
+    auto& w = r.list("100", {annotatedSvc("a", "1", big), svcJson("b", "2")});
+    CHECK(r.handler.take() == Strings{"add default/a", "add default/b", "synced"});
+    REQUIRE(r.observer.handled.size() == 1);
+    CHECK(r.observer.handled[0].rfind(
+              "annotations_too_large: Service default/a: metadata.annotations: 307216 bytes", 0) ==
+          0);
+    w.head(200);
+    // A change of what is delivered reports again; the same object again does not.
+    w.data(event("MODIFIED", annotatedSvc("a", "101", big, 81)));
+    w.data(event("MODIFIED", annotatedSvc("a", "102", big + 1, 81)));
+    CHECK(r.handler.take() == Strings{"update default/a"});
+    CHECK(r.observer.handled.size() == 2);
+    // The annotation goes (nothing delivered changes) and comes back: reported again, with
+    // no update delivered for either.
+    w.data(svcEvent("MODIFIED", "a", "103", "10.96.0.10", 81));
+    CHECK(r.observer.handled.size() == 2);
+    w.data(event("MODIFIED", annotatedSvc("a", "104", big, 81)));
+    CHECK(r.handler.take().empty());
+    CHECK(r.observer.handled.size() == 3);
+    // Only b changes across a relist: a's note is not reported again.
+    w.data(event("ERROR", statusJson(410, "Expired", "too old")));
+    r.clock->advance(r.clock->nextDue());
+    r.list("300", {annotatedSvc("a", "104", big, 81), svcJson("b", "250", "10.96.0.99")});
+    CHECK(r.handler.take() == Strings{"update default/b"});
+    CHECK(r.observer.handled.size() == 3);
+    // After a delete, the same object is new again.
+    auto& w2 = r.req();
+    w2.head(200);
+    w2.data(event("DELETED", annotatedSvc("a", "301", big, 81)));
+    w2.data(event("ADDED", annotatedSvc("a", "302", big, 81)));
+    CHECK(r.handler.take() == Strings{"delete default/a", "add default/a"});
+    CHECK(r.observer.handled.size() == 4);
+    CHECK(r.observer.dropped == 0);
+    CHECK(r.observer.rejected == 0);
+}
+
 TEST_CASE("watch-list: initial events swap in only after the end bookmark",
           "[reflector][watchlist]") {
     Rig r(true);

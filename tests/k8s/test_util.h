@@ -101,6 +101,10 @@ class CountingObserver : public Observer {
         (whole ? rejected : dropped)++;
         messages.push_back(message);
     }
+    void onHandled(Kind, const ObjectKey&, std::string_view code, const Issue&,
+                   const std::string& message) override {
+        handled.push_back(std::string(code) + ": " + message);
+    }
     void onSkippedEvent(Kind, const std::string& message) override {
         ++skipped;
         messages.push_back(message);
@@ -134,6 +138,7 @@ class CountingObserver : public Observer {
     std::vector<std::string> watches;
     std::vector<double> backoffs;
     std::vector<std::string> messages;
+    std::vector<std::string> handled;  // "code: message"
 };
 
 }  // namespace kipvs::k8s::testing
