@@ -179,6 +179,11 @@ void Proxier::onServiceUpsert(const k8s::Service& svc) {
             return;
         }
         it->second = svc;
+    } else if (servicesSynced_) {
+        // Its slices waited for it (kept, as kube-proxy keeps them); they are used now.
+        if (auto l = slicesOf_.find(svc.key); l != slicesOf_.end() && !l->second.empty()) {
+            addSlicesWithoutService(-static_cast<std::ptrdiff_t>(l->second.size()));
+        }
     }
     markDirty(svc.key);
 }
@@ -188,6 +193,10 @@ void Proxier::onServiceDelete(const k8s::ObjectKey& key) {
         .counter("kubeproxy_sync_proxy_rules_service_changes_total", "Cumulative service changes")
         .inc();
     if (services_.erase(key) != 0) {
+        // Its slices stay until they are deleted too (normally just after): kept, not reported.
+        if (auto l = slicesOf_.find(key); servicesSynced_ && l != slicesOf_.end()) {
+            addSlicesWithoutService(static_cast<std::ptrdiff_t>(l->second.size()));
+        }
         markDirty(key);
     }
 }
@@ -205,11 +214,15 @@ void Proxier::onSliceUpsert(const k8s::EndpointSlice& slice) {
                  "Cumulative endpoints changes")
         .inc();
     auto [it, inserted] = slices_.try_emplace(slice.key, slice);
-    if (!inserted) {
+    const bool nowWaiting = waitingForService(slice.serviceKey());
+    if (inserted) {
+        addSlicesWithoutService(nowWaiting ? 1 : 0);
+    } else {
         if (it->second == slice) {
             return;
         }
         const auto oldSvc = it->second.serviceKey();
+        addSlicesWithoutService((nowWaiting ? 1 : 0) - (waitingForService(oldSvc) ? 1 : 0));
         if (oldSvc != slice.serviceKey()) {
             auto& v = slicesOf_[oldSvc];
             std::erase(v, slice.key);
@@ -221,6 +234,7 @@ void Proxier::onSliceUpsert(const k8s::EndpointSlice& slice) {
     if (std::find(list.begin(), list.end(), slice.key) == list.end()) {
         list.push_back(slice.key);
     }
+    reportSliceAnomalies(slice);
     if (slice.triggerTimeNs && *slice.triggerTimeNs > cfg_.startWallNs) {
         auto [t, fresh] = triggers_.try_emplace(slice.serviceKey(), *slice.triggerTimeNs);
         if (!fresh) {
@@ -236,6 +250,9 @@ void Proxier::onSliceDelete(const k8s::ObjectKey& key) {
         return;
     }
     const auto svc = it->second.serviceKey();
+    if (waitingForService(svc)) {
+        addSlicesWithoutService(-1);
+    }
     slices_.erase(it);
     auto lit = slicesOf_.find(svc);
     if (lit != slicesOf_.end()) {
@@ -269,7 +286,24 @@ void Proxier::onNodeDelete() {
 }
 
 void Proxier::setServicesSynced() {
+    if (servicesSynced_) {
+        return;
+    }
     servicesSynced_ = true;
+    // Slices listed before the Services could not be judged; once, now.
+    std::size_t waiting = 0;
+    for (const auto& [svc, list] : slicesOf_) {
+        if (list.empty() || services_.count(svc) != 0) {
+            continue;
+        }
+        waiting += list.size();
+        for (const auto& key : list) {
+            if (auto s = slices_.find(key); s != slices_.end()) {
+                reportSliceAnomalies(s->second);
+            }
+        }
+    }
+    addSlicesWithoutService(static_cast<std::ptrdiff_t>(waiting));
 }
 void Proxier::setSlicesSynced() {
     slicesSynced_ = true;
@@ -289,6 +323,97 @@ bool Proxier::pending() const {
     }
     return std::any_of(setPending_.begin(), setPending_.end(),
                        [](const SetKnown& s) { return !s.empty(); });
+}
+
+// ---- anomalies: slices kept as kube-proxy keeps them ------------------------------------
+
+bool Proxier::waitingForService(const k8s::ObjectKey& svc) const {
+    return servicesSynced_ && services_.count(svc) == 0;
+}
+
+void Proxier::addSlicesWithoutService(std::ptrdiff_t delta) {
+    if (delta == 0) {
+        return;
+    }
+    slicesWithoutService_ =
+        static_cast<std::size_t>(static_cast<std::ptrdiff_t>(slicesWithoutService_) + delta);
+    if (cfg_.anomalies != nullptr) {
+        cfg_.anomalies->onSlicesWithoutService(cfg_.family, slicesWithoutService_);
+    }
+}
+
+// Called once per change of a slice (and once for slices listed before the Services synced).
+// Costs O(endpoints of the slice's Service), as merging them does; nothing global.
+void Proxier::reportSliceAnomalies(const k8s::EndpointSlice& slice) {
+    if (cfg_.anomalies == nullptr) {
+        return;
+    }
+    const auto svc = slice.serviceKey();
+    const std::string sliceName = "EndpointSlice " + slice.key.toString();
+    if (waitingForService(svc)) {
+        Anomaly a{"EndpointSlice",
+                  slice.key,
+                  kAnomalyServiceMissing,
+                  "metadata.labels[kubernetes.io/service-name]",
+                  "",
+                  2};
+        a.message = sliceName + ": " + a.field + ": Service " + svc.toString() +
+                    " does not exist; the slice is kept and used once it appears, as "
+                    "kube-proxy does";
+        cfg_.anomalies->onAnomaly(a);
+    }
+
+    // An endpoint another slice of the Service has too, under a port both slices have, is
+    // one real server (mergeSlices): kept once, as kube-proxy keeps it.
+    auto lit = slicesOf_.find(svc);
+    if (slice.endpoints.empty() || lit == slicesOf_.end() || lit->second.size() < 2) {
+        return;
+    }
+    std::vector<net::IpAddress> mine;
+    mine.reserve(slice.endpoints.size());
+    for (const auto& e : slice.endpoints) {
+        mine.push_back(e.address);
+    }
+    std::sort(mine.begin(), mine.end());
+    std::size_t count = 0;
+    const k8s::EndpointSlice* other = nullptr;
+    const k8s::EndpointPort* port = nullptr;
+    net::IpAddress first;
+    for (const auto& key : lit->second) {
+        auto sit = key == slice.key ? slices_.end() : slices_.find(key);
+        if (sit == slices_.end()) {
+            continue;
+        }
+        const auto& o = sit->second;
+        const auto shared = std::find_first_of(slice.ports.begin(), slice.ports.end(),
+                                               o.ports.begin(), o.ports.end());
+        if (shared == slice.ports.end()) {
+            continue;
+        }
+        for (const auto& e : o.endpoints) {
+            if (std::binary_search(mine.begin(), mine.end(), e.address)) {
+                if (count++ == 0) {
+                    other = &o;
+                    port = &*shared;
+                    first = e.address;
+                }
+            }
+        }
+    }
+    if (count == 0) {
+        return;
+    }
+    Anomaly a{"EndpointSlice", slice.key, kAnomalyDuplicateAcrossSlices, "endpoints", "", 2};
+    a.message = sliceName + ": endpoints: \"" + first.toString() + "\" (port " +
+                (port->name.empty() ? std::string() : port->name + " ") +
+                std::to_string(port->port) + "/" + std::string(ipvs::protocolName(port->protocol)) +
+                ") is also an endpoint of EndpointSlice " + other->key.toString() + " of Service " +
+                svc.toString() + "; used once, as kube-proxy does (a non-terminating copy wins)";
+    if (count > 1) {
+        a.message +=
+            "; " + std::to_string(count) + " endpoints of other slices duplicate this one's";
+    }
+    cfg_.anomalies->onAnomaly(a);
 }
 
 // ---- helpers ----------------------------------------------------------------------------

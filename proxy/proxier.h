@@ -43,6 +43,7 @@
 #include "ipvs/iptables.h"
 #include "ipvs/ipvs.h"
 #include "k8s-client/objects.h"
+#include "proxy/anomalies.h"
 #include "proxy/desired.h"
 #include "proxy/endpoints.h"
 #include "proxy/metrics.h"
@@ -86,6 +87,10 @@ struct ProxierConfig {
     // Unix time in ns once the kernel is programmed, the end of the programming latency (as
     // kube-proxy measures it). Unset: the sync's start time (SyncTime::wallNs), for tests.
     std::function<std::int64_t()> wallClock;
+    // Where EndpointSlices kept despite an anomaly are reported (proxy/anomalies.h): one whose
+    // Service does not exist, one whose endpoints another slice of its Service has too. Null:
+    // not reported (and not looked for).
+    AnomalySink* anomalies = nullptr;
 };
 
 struct KernelRefs {
@@ -256,6 +261,9 @@ class Proxier {
     struct Batch;
 
     void markDirty(const k8s::ObjectKey& svc);
+    bool waitingForService(const k8s::ObjectKey& svc) const;
+    void addSlicesWithoutService(std::ptrdiff_t delta);
+    void reportSliceAnomalies(const k8s::EndpointSlice& slice);
     void markAllDirty();
     NodeContext nodeContext() const;
     Result<void> refreshNodeAddresses();
@@ -301,6 +309,8 @@ class Proxier {
     std::unordered_set<k8s::ObjectKey, ObjectKeyHash> dirty_;
     std::unordered_map<k8s::ObjectKey, std::int64_t, ObjectKeyHash> triggers_;
     std::vector<net::IpAddress> nodeAddresses_;  // this family, not kube-ipvs0, sorted
+    // Slices in slices_ whose Service is not in services_; counted once Services synced.
+    std::size_t slicesWithoutService_ = 0;
 
     // Desired state, as contributions per Service and reference counts of shared objects.
     std::unordered_map<k8s::ObjectKey, Contribution, ObjectKeyHash> contrib_;
