@@ -33,6 +33,7 @@
 #include "k8s-client/config.h"
 #include "k8s-client/decode.h"
 #include "k8s-client/observer.h"
+#include "proxy/anomalies.h"
 #include "proxy/cleanup.h"
 #include "proxy/health.h"
 #include "proxy/http_server.h"
@@ -303,6 +304,12 @@ class Daemon {
                           {"field", issue.field},
                           {"reason", message}});
         }
+        // Used as it is, as kube-proxy uses it, but unusual: counted and logged once per change
+        // (proxy/anomalies.h), as are the anomalies the proxiers find.
+        void onHandled(k8s::Kind kind, const k8s::ObjectKey& key, std::string_view code,
+                       const k8s::Issue& issue, const std::string& message) override {
+            d.anomalies_.onAnomaly({k8s::kindName(kind), key, code, issue.field, message, 0});
+        }
         void onSkippedEvent(k8s::Kind kind, const std::string& message) override {
             log::warning("Skipped a watch event",
                          {{"kind", k8s::kindName(kind)}, {"reason", message}});
@@ -413,6 +420,7 @@ class Daemon {
     SliceHandler slices_;
     NodeHandler node_;
     ClientObserver observer_;
+    AnomalyReporter anomalies_{metrics_};
     std::unique_ptr<k8s::Client> client_;
     std::unique_ptr<k8s::Informer<k8s::Service>> serviceInformer_;
     std::unique_ptr<k8s::Informer<k8s::EndpointSlice>> sliceInformer_;
@@ -563,6 +571,7 @@ Result<void> Daemon::createProxiers() {
         pc.binding = cfg_.vipBinding == "route" ? VipBinding::Route : VipBinding::Address;
         pc.startWallNs = startWallNs_;
         pc.wallClock = wallNowNs;
+        pc.anomalies = &anomalies_;
         rules_[f] = std::make_unique<IptablesRulesSync>(iptables_);
         proxiers_.push_back(std::make_unique<Proxier>(
             pc, KernelRefs{*ipvs_, *addrs_, *ipset_, *rules_[f], conntrack_.get()}, metrics_));
