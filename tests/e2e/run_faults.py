@@ -398,6 +398,16 @@ def hostile_objects_are_rejected_and_harm_no_other_service(env):
     wait_table("10.96.3.10:", healthy_want)
     hold = Hold(env.pods["d"].ns, "10.96.3.10", 80, seconds=600)
     rej0 = {k: metric(d, "kube_ipvs_rejected_objects_total", scope=k) for k in ("object", "entry")}
+    # What is handled rather than rejected (proxy/anomalies.h), by (kind, reason).
+    handled_kinds = (("Service", "annotations_too_large"), ("Service", "many_ports"),
+                     ("EndpointSlice", "duplicate_endpoint"),
+                     ("EndpointSlice", "duplicate_endpoint_across_slices"),
+                     ("EndpointSlice", "service_missing"))
+
+    def handled():
+        return {r: metric(d, "kube_ipvs_handled_anomalies_total", kind=k, reason=r)
+                for k, r in handled_kinds}
+    handled0 = handled()
 
     def writes_for_ok():
         # No write may touch the healthy Service: its virtual server keeps its real servers.
@@ -448,10 +458,35 @@ def hostile_objects_are_rejected_and_harm_no_other_service(env):
     for reason in ("spec.clusterIP", "70000", "spec.ports[0].port", "ICMP", "not-an-ip",
                    "fd00::5"):
         assert reason in log, f"no logged reason mentioning {reason!r}"
+    # Handled as kube-proxy handles them, each counted and logged once per object change:
+    # the 1 MB annotation (ignored), the 10,000 ports (all programmed), a in dup-1 twice and
+    # in dup-2 as well (one real server), and the slice of a Service that does not exist (kept).
+    got = {r: v - handled0[r] for r, v in handled().items()}
+    note(f"handled: {got}")
+    want_exact = {"annotations_too_large": 1, "many_ports": 1, "duplicate_endpoint": 1,
+                  "duplicate_endpoint_across_slices": 1}
+    assert all(got[r] == n for r, n in want_exact.items()), got
+    # orphan-1, and any slice of the batch that overtook its Service: Services and slices
+    # come on two watches, and here the 1 MB Service holds up the Services' stream. Each
+    # slice is counted at most once (its one change), the gauge says what still waits.
+    assert 1 <= got["service_missing"] <= 7, got
+    waiting = "kube_ipvs_endpointslices_without_service"
+    assert metric(d, waiting, ip_family="IPv4") == 1, metric(d, waiting)
+    lines = [x for x in log.splitlines() if "Handled an unusual object" in x]
+    for obj, reason in (("default/annotated", "annotations_too_large"),
+                        ("default/many", "many_ports"), ("default/dup-1", "duplicate_endpoint"),
+                        ("default/orphan-1", "service_missing")):
+        assert any(f'object="{obj}"' in x and f'anomaly="{reason}"' in x for x in lines), \
+            f"no logged reason for {obj}: {reason}"
+    assert any('anomaly="duplicate_endpoint_across_slices"' in x and "default/dup-" in x
+               for x in lines), "no logged reason for the endpoint in dup-1 and dup-2"
+    assert 'field="endpoints[1].addresses[0]"' in log and "duplicates endpoints[0]" in log
+    assert len(lines) == sum(got.values()), (len(lines), got)
     # The orphan slice is kept and used once its Service appears, as kube-proxy does.
     assert not any("10.244.1.3" in " ".join(v) for k, v in table_of("10.96.3.17").items())
     api.apply(service("nosuch", "10.96.3.17", [("http", 80)]))
     wait_table("10.96.3.17:", {"TCP 10.96.3.17:80": rs("10.244.1.3")})
+    assert metric(d, waiting, ip_family="IPv4") == 0
     assert_serves(env, "10.96.3.16", 80, {"a", "b"})
     assert_serves(env, "10.96.3.14", 80, {"a"})
     api.delete("Service", "many")
@@ -460,6 +495,9 @@ def hostile_objects_are_rejected_and_harm_no_other_service(env):
                what="the 10,000-port Service deleted")
     note(f"10,000-port Service deleted in {time.time() - t0:.0f}s")
     assert writes_for_ok() == healthy_want
+    # Minutes of syncs and verification passes later, nothing was reported again.
+    after = {r: v - handled0[r] for r, v in handled().items()}
+    assert after == got, (after, got)
     hold.stop("held connection to the healthy Service")
     assert_healthy(d)
 
