@@ -345,20 +345,28 @@ std::vector<Status> Socket::exchange(MessageBuffer& batch, const DataFn& onData)
 
 namespace {
 
-void parseRange(const std::uint8_t* p, std::size_t len, std::vector<const nlattr*>& tb) {
-    std::fill(tb.begin(), tb.end(), nullptr);
+// Calls fn for each well-formed attribute in [p, p + len), in order; stops at a malformed one.
+template <class Fn>
+void walkRange(const std::uint8_t* p, std::size_t len, Fn&& fn) {
     std::size_t off = 0;
     while (off + sizeof(nlattr) <= len) {
         const auto* a = reinterpret_cast<const nlattr*>(p + off);
         if (a->nla_len < sizeof(nlattr) || off + a->nla_len > len) {
             break;
         }
+        fn(a);
+        off += align4(a->nla_len);
+    }
+}
+
+void parseRange(const std::uint8_t* p, std::size_t len, std::vector<const nlattr*>& tb) {
+    std::fill(tb.begin(), tb.end(), nullptr);
+    walkRange(p, len, [&](const nlattr* a) {
         const std::size_t type = a->nla_type & NLA_TYPE_MASK;
         if (type < tb.size()) {
             tb[type] = a;
         }
-        off += align4(a->nla_len);
-    }
+    });
 }
 
 }  // namespace
@@ -376,6 +384,10 @@ bool parseAttrs(const nlmsghdr* h, std::size_t hdrlen, std::vector<const nlattr*
 
 void parseNested(const nlattr* a, std::vector<const nlattr*>& tb) {
     parseRange(static_cast<const std::uint8_t*>(attrData(a)), attrLen(a), tb);
+}
+
+void forEachNested(const nlattr* a, const std::function<void(const nlattr*)>& fn) {
+    walkRange(static_cast<const std::uint8_t*>(attrData(a)), attrLen(a), fn);
 }
 
 std::uint32_t attrU32(const nlattr* a) {

@@ -125,6 +125,8 @@ std::string describe(const Status& s);
 bool parseAttrs(const nlmsghdr* h, std::size_t hdrlen, std::vector<const nlattr*>& tb);
 // The attributes nested in `a`, likewise.
 void parseNested(const nlattr* a, std::vector<const nlattr*>& tb);
+// Each attribute nested in `a`, in order: for nests that repeat one type (a list of entries).
+void forEachNested(const nlattr* a, const std::function<void(const nlattr*)>& fn);
 inline const void* attrData(const nlattr* a) {
     return reinterpret_cast<const std::uint8_t*>(a) + NLA_HDRLEN;
 }

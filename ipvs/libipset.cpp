@@ -1,5 +1,8 @@
 #include "ipvs/libipset.h"
 
+#include "ipvs/host_netlink.h"
+#include "ipvs/ipset_netlink.h"
+
 #include <libipset/data.h>
 #include <libipset/linux_ip_set.h>
 #include <libipset/nfproto.h>
@@ -226,6 +229,11 @@ Result<std::unique_ptr<LibIpset>> LibIpset::open() {
     if (auto r = self->newSession(); !r) {
         return r.error();
     }
+    auto sock = hostnl::Socket::open(NETLINK_NETFILTER);
+    if (!sock) {
+        return sock.error().context("ipset netlink socket");
+    }
+    self->nfnl_ = std::make_unique<hostnl::Socket>(std::move(*sock));
     return self;
 }
 
@@ -292,11 +300,11 @@ Result<void> LibIpset::run(int cmd, const std::string& what) {
     return ok();
 }
 
-Result<std::string> LibIpset::listText(const std::string& name, bool headerOnly, bool save) {
+Result<std::string> LibIpset::listText(const std::string& name, bool headerOnly) {
     ipset_session* s = session_.get();
     prepare();
     out_.clear();
-    ipset_session_output(s, save ? IPSET_LIST_SAVE : IPSET_LIST_PLAIN);
+    ipset_session_output(s, IPSET_LIST_PLAIN);
     if (name.empty()) {
         ipset_envopt_set(s, IPSET_ENV_LIST_SETNAME);
     } else {
@@ -330,7 +338,7 @@ Result<std::optional<std::string>> LibIpset::headerText(const std::string& name)
     if (std::find(names->begin(), names->end(), name) == names->end()) {
         return std::optional<std::string>();
     }
-    auto text = listText(name, true, false);
+    auto text = listText(name, true);
     if (!text) {
         return text.error();
     }
@@ -338,7 +346,7 @@ Result<std::optional<std::string>> LibIpset::headerText(const std::string& name)
 }
 
 Result<std::vector<std::string>> LibIpset::setNames() {
-    auto text = listText("", false, false);
+    auto text = listText("", false);
     if (!text) {
         return text.error();
     }
@@ -447,35 +455,19 @@ Result<std::vector<SetEntry>> LibIpset::list(const std::string& name) {
     if (!validName(name)) {
         return badName(what, name);
     }
-    auto text = listText(name, false, true);
-    if (!text) {
-        return text.error();
+    hostnl::MessageBuffer b;
+    ipsetnl::listRequest(b, name);
+    ipsetnl::ListCollector members(what);
+    const auto st = nfnl_->exchange(b, [&](std::size_t, const nlmsghdr* m) { members.add(m); })[0];
+    if (st.error == ENOENT) {
+        return Error{std::error_code(ENOENT, std::generic_category()),
+                     what + ": the set does not exist"};
     }
-    // Save format: "create NAME TYPE options..." then one "add NAME MEMBER [extensions]" per
-    // member.
-    std::optional<SetType> type;
-    std::vector<SetEntry> out;
-    for (auto line : lines(*text)) {
-        const auto w = words(line);
-        if (w.size() >= 3 && w[0] == "create") {
-            type = parseSetType(w[2]);
-            if (!type) {
-                return Error::invalid(what + ": set has type " + std::string(w[2]) +
-                                      ", which kube-ipvs does not use");
-            }
-        } else if (w.size() >= 3 && w[0] == "add") {
-            if (!type) {
-                return Error::protocol(what + ": member listed before the set's type");
-            }
-            auto e = SetEntry::parse(*type, w[2]);
-            if (!e) {
-                return Error::protocol(what + ": cannot parse member \"" + std::string(w[2]) +
-                                       "\"");
-            }
-            out.push_back(*e);
-        }
+    if (!st.ok()) {
+        return Error{std::error_code(st.error, std::generic_category()),
+                     what + ": " + hostnl::describe(st)};
     }
-    return out;
+    return members.finish();
 }
 
 std::vector<Result<void>> LibIpset::apply(const std::string& name, SetType type,

@@ -7,8 +7,10 @@
 //   netlink message, about a hundred entries per message. The kernel stops a message at the
 //   first entry it refuses and names it by line number; we record that entry's error and
 //   resend the rest, so one bad entry (e.g. a full set) does not sink the others.
-// - Output libipset prints (listings) goes to a string through a custom print function, never
-//   to stdout, and is parsed with SetEntry::parse().
+// - Set names and headers, which libipset prints, go to a string through a custom print
+//   function, never to stdout. Members are not read that way: libipset's printer looks up every
+//   member's protocol in /etc/protocols. list() decodes the kernel's dump itself instead
+//   (ipset_netlink.h), on a netlink socket of its own.
 //
 // libipset's netlink socket comes from libmnl without close-on-exec; LibIpset sets the flag on
 // it when it opens a session.
@@ -26,6 +28,10 @@
 struct ipset_session;
 
 namespace kipvs::ipvs {
+
+namespace hostnl {
+class Socket;
+}
 
 class LibIpset final : public Ipset {
   public:
@@ -62,9 +68,11 @@ class LibIpset final : public Ipset {
     void prepare();
     // libipset's report text without its trailing newline, and resets the report.
     std::string takeReport();
-    Result<std::string> listText(const std::string& name, bool headerOnly, bool save);
+    Result<std::string> listText(const std::string& name, bool headerOnly);
 
     std::unique_ptr<ipset_session, SessionDeleter> session_;
+    // Listings are read through a netlink socket of our own (see ipset_netlink.h).
+    std::unique_ptr<hostnl::Socket> nfnl_;
     std::string out_;
 };
 
