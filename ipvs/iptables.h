@@ -79,6 +79,10 @@ class Iptables {
     virtual Result<void> restore(net::Family f, const std::string& payload) = 0;
     // iptables-save output for one table ("nat", "filter").
     virtual Result<std::string> save(net::Family f, std::string_view table) = 0;
+    // iptables-save output of the nat table followed by the filter table, what every sync and
+    // verification compares. This default saves each table; ExecIptables reads both with one
+    // run of the tool.
+    virtual Result<std::string> saveNatFilter(net::Family f);
 };
 
 // Keeps our chains and jump rules in place for one family.

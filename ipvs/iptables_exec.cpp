@@ -306,10 +306,30 @@ Result<void> ExecIptables::restore(net::Family f, const std::string& payload) {
     return ok();
 }
 
-Result<std::string> ExecIptables::save(net::Family f, std::string_view table) {
-    std::vector<std::string> argv{f == net::Family::V4 ? config_.save4 : config_.save6, "-t",
-                                  std::string(table)};
-    auto r = runProcess(argv, {}, config_.timeout);
+std::optional<std::string_view> saveSection(std::string_view save, std::string_view table) {
+    const std::string head = "*" + std::string(table) + "\n";
+    std::size_t at = 0;
+    if (!save.starts_with(head)) {
+        at = save.find("\n" + head);
+        if (at == std::string_view::npos) {
+            return std::nullopt;
+        }
+        ++at;
+    }
+    constexpr std::string_view kCommit = "\nCOMMIT\n";
+    const auto end = save.find(kCommit, at);
+    if (end == std::string_view::npos) {
+        return std::nullopt;
+    }
+    return save.substr(at, end + kCommit.size() - at);
+}
+
+namespace {
+
+// Runs an iptables-save; its output, or an error with its stderr.
+Result<std::string> runSave(const std::vector<std::string>& argv,
+                            std::chrono::milliseconds timeout) {
+    auto r = runProcess(argv, {}, timeout);
     if (!r) {
         return r.error();
     }
@@ -319,6 +339,33 @@ Result<std::string> ExecIptables::save(net::Family f, std::string_view table) {
                          trimmed(r->err)};
     }
     return std::move(r->out);
+}
+
+}  // namespace
+
+Result<std::string> ExecIptables::saveNatFilter(net::Family f) {
+    auto all = runSave({f == net::Family::V4 ? config_.save4 : config_.save6}, config_.timeout);
+    if (!all) {
+        return all.error();
+    }
+    std::string out;
+    for (const std::string_view table : {"nat", "filter"}) {
+        if (auto part = saveSection(*all, table); part) {
+            out += *part;
+            continue;
+        }
+        auto alone = save(f, table);
+        if (!alone) {
+            return alone.error();
+        }
+        out += *alone;
+    }
+    return out;
+}
+
+Result<std::string> ExecIptables::save(net::Family f, std::string_view table) {
+    return runSave({f == net::Family::V4 ? config_.save4 : config_.save6, "-t", std::string(table)},
+                   config_.timeout);
 }
 
 }  // namespace kipvs::ipvs

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,10 @@ class ExecIptables final : public Iptables {
     Result<void> restore(net::Family f, const std::string& payload) override;
     // `<save> -t <table>`.
     Result<std::string> save(net::Family f, std::string_view table) override;
+    // `<save>` of every table, of which the nat and filter parts are kept: one run instead of
+    // two (starting the tool costs more than the dump). A table the output lacks (legacy
+    // iptables lists only loaded tables) is saved on its own, which loads it.
+    Result<std::string> saveNatFilter(net::Family f) override;
 
   private:
     ExecIptablesConfig config_;
@@ -51,6 +56,9 @@ struct ProcessResult {
 // Runs argv (argv[0] looked up in PATH) with `input` on its stdin and returns what it wrote.
 // The child gets default signal dispositions and an empty signal mask, and no descriptor of
 // ours beyond 0-2. On timeout it is killed and the error says so. Not an error: a non-zero exit.
+// The "*table" ... "COMMIT" section of `table` in iptables-save output, or nullopt.
+std::optional<std::string_view> saveSection(std::string_view save, std::string_view table);
+
 Result<ProcessResult> runProcess(const std::vector<std::string>& argv, std::string_view input,
                                  std::chrono::milliseconds timeout);
 

@@ -432,21 +432,17 @@ struct IptablesSync::State {
     std::string snapshot;  // ourPart() of iptables-save right after the last restore
 };
 
-namespace {
-
-Result<std::string> saveBoth(Iptables& ipt, net::Family f) {
-    auto nat = ipt.save(f, "nat");
+Result<std::string> Iptables::saveNatFilter(net::Family f) {
+    auto nat = save(f, "nat");
     if (!nat) {
         return nat.error();
     }
-    auto filter = ipt.save(f, "filter");
+    auto filter = save(f, "filter");
     if (!filter) {
         return filter.error();
     }
     return *nat + *filter;
 }
-
-}  // namespace
 
 Result<IptablesSync::Report> IptablesSync::sync(const RulesInput& in) {
     if (!state_) {
@@ -455,7 +451,7 @@ Result<IptablesSync::Report> IptablesSync::sync(const RulesInput& in) {
     State& st = *state_;
     const std::string what =
         std::string("iptables sync (") + std::string(net::familyName(in.family)) + ")";
-    auto saved = saveBoth(ipt_, in.family);
+    auto saved = ipt_.saveNatFilter(in.family);
     if (!saved) {
         return saved.error().context(what);
     }
@@ -504,7 +500,7 @@ Result<IptablesSync::Report> IptablesSync::sync(const RulesInput& in) {
         st.last = in;
     }
     st.applied = true;
-    auto after = saveBoth(ipt_, in.family);
+    auto after = ipt_.saveNatFilter(in.family);
     // Without a snapshot verify() cannot compare and reports a change, which only costs one
     // more rewrite.
     st.snapshot = after ? ourPart(*after) : std::string();
@@ -524,7 +520,7 @@ Result<bool> IptablesSync::verify(net::Family f) {
     if (!state_ || !state_->applied || state_->last.family != f) {
         return true;
     }
-    auto saved = saveBoth(ipt_, f);
+    auto saved = ipt_.saveNatFilter(f);
     if (!saved) {
         return saved.error().context("iptables verify (" + std::string(net::familyName(f)) + ")");
     }

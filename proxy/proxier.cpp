@@ -97,10 +97,8 @@ Result<KernelSnapshot> takeKernelSnapshot(SnapshotSources src,
             }
         }
         if (src.iptables != nullptr) {
-            auto nat = src.iptables->save(fam, "nat");
-            auto filter = src.iptables->save(fam, "filter");
-            if (nat && filter) {
-                f.iptablesSave = *nat + *filter;
+            if (auto saved = src.iptables->saveNatFilter(fam); saved) {
+                f.iptablesSave = std::move(*saved);
             }
         }
     }
