@@ -396,8 +396,29 @@ class ReflectorCore {
     }
 
     void streamError(const std::string& msg) {
-        observer_->onRequestError(spec_.kind, initial_ ? "watch-list" : "watch", 0, msg);
+        if (initial_) {
+            observer_->onRequestError(spec_.kind, "watch-list", 0, msg);
+            fallBackFromWatchList(msg, false);
+            return;
+        }
+        observer_->onRequestError(spec_.kind, "watch", 0, msg);
         failCycle(msg);
+    }
+
+    // The watch-list broke before its initial-events-end bookmark (an in-band ERROR, a line
+    // that does not decode): list at once, within the same cycle, as client-go's ListAndWatch
+    // falls back from watchList() (kubernetes-api.md §4 step 7). Backing off here instead
+    // would add a second backoff to the one that started this cycle. Only a failing list
+    // backs off. After a 410 or a too-large RV the list asks for RV "" (consistent read).
+    void fallBackFromWatchList(const std::string& why, bool rvGone) {
+        call_.reset();
+        abortReplace();
+        initial_ = false;
+        if (rvGone) {
+            rvUnavailable_ = true;
+        }
+        observer_->onWatchListFallback(spec_.kind, why);
+        startList("watch-list failed: " + why);
     }
 
     // One watch line. Returns false when the watch has ended.
@@ -422,12 +443,12 @@ class ReflectorCore {
             auto e = apiErrorFromStatusJson(json::serialize(obj));
             const std::string msg =
                 "watch " + spec_.path + ": ERROR event: " + (e ? e->describe() : "not a Status");
-            const bool fromInitial = initial_;
-            observer_->onRequestError(spec_.kind, fromInitial ? "watch-list" : "watch",
-                                      e ? e->status : 0, msg);
-            if (e && (e->isExpired() || e->isTooLargeResourceVersion()) && fromInitial) {
-                rvUnavailable_ = true;
+            if (initial_) {
+                observer_->onRequestError(spec_.kind, "watch-list", e ? e->status : 0, msg);
+                fallBackFromWatchList(msg, e && (e->isExpired() || e->isTooLargeResourceVersion()));
+                return false;
             }
+            observer_->onRequestError(spec_.kind, "watch", e ? e->status : 0, msg);
             failCycle(msg);
             return false;
         }

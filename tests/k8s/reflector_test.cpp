@@ -596,6 +596,52 @@ TEST_CASE("watch-list stream ending before its bookmark falls back to a list",
     CHECK(r.handler.take() == Strings{"add default/b", "synced"});
 }
 
+// client-go's ListAndWatch falls back from a failed watchList() to a list in the same cycle;
+// only a failing list backs off. Backing off here stacks a second backoff (up to 60 s once
+// capped) on the one that began the cycle, which kept the daemon off the API for over 90 s
+// in the guest's watch-fault scenario.
+TEST_CASE("watch-list broken before its bookmark: list at once, no second backoff",
+          "[reflector][watchlist]") {
+    struct Case {
+        std::string what, bad, wantRV;
+    };
+    const Case c = GENERATE(
+        Case{"in-band 410", event("ERROR", statusJson(410, "Expired", "too old resource version")),
+             ""},
+        Case{"in-band 500", event("ERROR", statusJson(500, "InternalError", "boom")), "10"},
+        Case{"garbled line", std::string(R"({"type":"ADDED","object":{]})") + "\n", "10"},
+        Case{"unknown type", std::string(R"({"type":"FOO","object":{}})") + "\n", "10"});
+    INFO(c.what);
+    Rig r(true);
+    r.start();
+    auto& w0 = r.req();
+    w0.head(200);
+    w0.data(svcEvent("ADDED", "a", "5") + bookmark("10", "Service", true));
+    CHECK(r.handler.take() == Strings{"add default/a", "synced"});
+    // The cycle fails in the watch phase: one backoff, then a watch-list from RV 10.
+    w0.data(event("ERROR", statusJson(500, "InternalError", "x")));
+    REQUIRE(r.observer.backoffs.size() == 1);
+    r.clock->advance(r.clock->nextDue());
+    auto& w1 = r.req();
+    CHECK(w1.param("sendInitialEvents") == "true");
+    CHECK(w1.param("resourceVersion") == "10");
+    w1.head(200);
+    w1.data(svcEvent("ADDED", "a", "5") + c.bad);
+    CHECK_FALSE(w1.live());
+    // A list at once: no second backoff, nothing half-applied.
+    CHECK(r.observer.backoffs.size() == 1);
+    CHECK(r.observer.fallbacks == 1);
+    CHECK(r.handler.log.empty());
+    auto& l = r.req();
+    CHECK(l.param("watch") == "<absent>");
+    CHECK(l.param("resourceVersion") == (c.wantRV.empty() ? "<absent>" : c.wantRV));
+    r.list("12", {svcJson("b", "11")});
+    CHECK(r.handler.take() == Strings{"add default/b", "delete default/a"});
+    CHECK(r.req().param("watch") == "true");
+    CHECK(r.req().param("resourceVersion") == "12");
+    CHECK(r.observer.backoffs.size() == 1);
+}
+
 TEST_CASE("informer destruction cancels everything", "[reflector]") {
     Rig r;
     r.start();
