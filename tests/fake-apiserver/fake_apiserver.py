@@ -269,6 +269,7 @@ class Fake:
         self.fault_seq = 0
         self.release_event = threading.Event()
         self.requests = []
+        self.request_seq = 0
         self.watchers = set()
 
     def take_fault(self, info):
@@ -292,24 +293,34 @@ class Fake:
                 if f["count"] > 0:
                     f["count"] -= 1
                 f["hits"] = f.get("hits", 0) + 1
+                f["last_seq"] = info.get("seq")
                 return f
         return None
 
     def log_request(self, entry):
+        """Logs a request; returns its seq (increasing, never reused)."""
         with self.lock:
-            entry["seq"] = len(self.requests)
+            entry["seq"] = self.request_seq
+            self.request_seq += 1
             self.requests.append(entry)
             if len(self.requests) > 200000:
                 del self.requests[:100000]
+            return entry["seq"]
 
     def open_watches(self, res=None):
         with self.lock:
             return sum(1 for w in self.watchers if res is None or w.res == res)
 
+    def open_watch_seqs(self, res):
+        """The request seqs of the open watches on `res`, oldest first."""
+        with self.lock:
+            return sorted(w.seq for w in self.watchers if w.res == res)
+
 
 class Watcher:
-    def __init__(self, res):
+    def __init__(self, res, seq=None):
         self.res = res
+        self.seq = seq
         self.close_mode = None
 
 
@@ -468,9 +479,10 @@ class Handler(BaseHTTPRequestHandler):
         watch = q.get("watch", "").lower() not in ("", "0", "false")
         info = {"verb": verb, "path": path, "query": rawq, "resource": res, "watch": watch,
                 "watchlist": q.get("sendInitialEvents") == "true"}
-        self.fake.log_request({"method": verb, "path": path, "query": rawq, "watch": watch,
-                               "resource": res, "time": time.time(),
-                               "headers": {k: v for k, v in self.headers.items()}})
+        info["seq"] = self.fake.log_request({
+            "method": verb, "path": path, "query": rawq, "watch": watch, "resource": res,
+            "time": time.time(), "headers": {k: v for k, v in self.headers.items()}})
+        self.request_seq = info["seq"]
         fault = self.fake.take_fault(info)
         stream_fault = None
         if fault:
@@ -663,7 +675,7 @@ class Handler(BaseHTTPRequestHandler):
             raise invalid("resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided")
         timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else cfg["default_watch_timeout"]
         r = RESOURCES[res]
-        watcher = Watcher(res)
+        watcher = Watcher(res, getattr(self, "request_seq", None))
         initial, expired = [], None
         with st.lock:
             if send_initial or rv in (None, "", "0"):
@@ -911,7 +923,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, {"closed": n})
         if name == "watches":
             by = {r: fake.open_watches(r) for r in RESOURCES}
-            return self.send_json(200, {"open": fake.open_watches(), "by_resource": by})
+            seqs = {r: fake.open_watch_seqs(r) for r in RESOURCES}
+            return self.send_json(200, {"open": fake.open_watches(), "by_resource": by,
+                                        "seqs": seqs})
         if name == "wait-watches" and verb == "POST":
             want, res = int(data.get("count", 1)), data.get("resource")
             deadline = time.time() + float(data.get("timeout", 30))
