@@ -3,7 +3,8 @@
 #
 #   tests/run-all.sh            install missing packages, build, then run: style checks, unit
 #                               tests, the fuzzers for a bounded time, kernel tests in the guest
-#                               VM, then unit and kernel tests again built with ASan+UBSan
+#                               VM, the scale benchmark's quick mode, then unit and kernel tests
+#                               again built with ASan+UBSan
 #
 # Must run as root on Debian 12 (it installs packages and boots QEMU guests). Build trees go
 # to build/ and build-asan/; the guest kernel is cached in /var/cache/kube-ipvs-vm.
@@ -61,6 +62,12 @@ step "kernel tests in the guest VM"
 meson test -C build --suite kernel --print-errorlogs
 cp build/meson-logs/testlog.json "$logs/kernel.json"
 
+step "scale benchmark, quick mode (guest VM: 100 and 1,000 Services x 10 endpoints)"
+# Exact targets (the programmed table, the kernel writes per change, a restart's zero writes)
+# must hold; a missed timing ratio is printed as a TAP TODO and listed apart in the summary.
+python3 tests/bench/scale/run_scale.py --quick --build build --out "$logs/scale" |
+    tee "$logs/scale.tap"
+
 # The same unit and guest suites once more, built with ASan+UBSan: a sanitizer report fails
 # the test that triggered it (the e2e suite scans every daemon log for one).
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
@@ -86,4 +93,4 @@ fi
 step "summary"
 # shellcheck disable=SC2086
 python3 tests/summarize.py "$logs/unit.json" "$logs/soak.json" "$logs/kernel.json" "$logs/fuzz.tap" \
-    "$logs/unit-asan.json" "$logs/kernel-asan.json" $results
+    "$logs/scale.tap" "$logs/unit-asan.json" "$logs/kernel-asan.json" $results

@@ -3,7 +3,9 @@
 
 Inputs are meson testlog.json files (TAP tests count one per "ok"/"not ok" line; other tests
 count one each), TAP files (*.tap) written by scripts, and extra results given as
-NAME=pass|fail (style checks and the like).
+NAME=pass|fail (style checks and the like). In a *.tap file a "not ok" with a TODO directive
+(the scale benchmark's missed timing targets) is listed as an expected failure and counted in
+neither number.
 Exits 1 if anything failed or nothing ran.
 """
 import json
@@ -13,12 +15,19 @@ import sys
 TAP = re.compile(r"^(not ok|ok)\b\s*\d*\s*-?\s*(.*)$")
 
 
-def count(cases, name, failures):
-    """(passed, failed) of TAP matches; each "not ok" is added to failures under name."""
+TODO = re.compile(r"#\s*TODO\b", re.IGNORECASE)
+
+
+def count(cases, name, failures, todos=None):
+    """(passed, failed) of TAP matches; each "not ok" is added to failures under name. A "not
+    ok" with a TODO directive is an expected failure (a missed benchmark target): counted in
+    neither, listed in todos."""
     passed = failed = 0
     for m in cases:
         if m.group(1) == "ok":
             passed += 1
+        elif todos is not None and TODO.search(m.group(2)):
+            todos.append(f"{name}: {m.group(2)}")
         else:
             failed += 1
             failures.append(f"{name}: {m.group(2)}")
@@ -27,10 +36,11 @@ def count(cases, name, failures):
 
 def main(argv):
     passed = failed = 0
-    failures = []
+    failures, todos = [], []
     for arg in argv:
         if arg.endswith(".tap"):
-            # A TAP stream written by a script (the fuzzers): one case per "ok"/"not ok" line.
+            # A TAP stream written by a script (the fuzzers, the scale benchmark): one case per
+            # "ok"/"not ok" line; the benchmark marks a missed timing target TODO.
             try:
                 lines = open(arg).read().splitlines()
             except FileNotFoundError:
@@ -39,7 +49,7 @@ def main(argv):
             if not cases:
                 failed += 1
                 failures.append(f"{arg}: no test results (that step did not run)")
-            p, f = count(cases, arg, failures)
+            p, f = count(cases, arg, failures, todos)
             passed, failed = passed + p, failed + f
             continue
         if arg.endswith(".json"):
@@ -74,6 +84,8 @@ def main(argv):
             else:
                 failed += 1
                 failures.append(f"{name}: failed")
+    for t in todos:
+        print(f"EXPECTED FAILURE (TODO, not counted): {t}")
     for f in failures:
         print(f"FAILED: {f}")
     print(f"{passed} passed, {failed} failed")

@@ -461,23 +461,30 @@ class Run:
             f"{sum(w.values()):.0f} {fmt_writes(w)}")
         self.memory("restart")
 
-    def profile(self, what, seconds):
-        """perf record of the daemon for `seconds` (cpu-clock: TCG has no PMU)."""
+    def profile(self, what):
+        """perf record of the daemon (all threads) until profile_report() stops it
+        (cpu-clock: TCG has no PMU)."""
         data = os.path.join(self.dir, f"perf-{what}.data")
         p = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "499", "-g", "-o", data,
-                              "-p", str(self.proc.pid), "--", "sleep", str(seconds)],
+                              "-p", str(self.proc.pid)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return p, data
 
     def profile_report(self, what, p, data):
+        """Self time by symbol, then inclusive time (callers included) of the big callers."""
+        p.send_signal(signal.SIGINT)
         p.wait()
-        r = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
-                            "--percent-limit", "1.5", "-g", "none", "--sort", "dso,symbol"],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        lines = [l for l in r.stdout.splitlines() if l.strip() and not l.startswith("#")]
         say(f"PROFILE {what} begin")
-        for l in lines[:40]:
-            say("  " + l)
+        for title, opts, limit in (("self", ["--no-children", "--sort", "dso,symbol"], "1.5"),
+                                   ("inclusive", ["--children", "--sort", "symbol"], "5")):
+            r = subprocess.run(["perf", "report", "-i", data, "--stdio", "--percent-limit", limit,
+                                "-g", "none"] + opts,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            lines = [" ".join(l.split())[:150] for l in r.stdout.splitlines()
+                     if l.strip() and not l.startswith("#")]
+            say(f"  -- {title} --")
+            for l in lines[:30]:
+                say("  " + l)
         say(f"PROFILE {what} end")
 
     def main(self):
@@ -489,25 +496,26 @@ class Run:
         self.api = cluster.FakeApi(self.dir, extra_args=["--seed", self.seed,
                                                           "--bookmark-interval", "5"])
         if self.args.profile:
-            # perf attaches to a running process: start the daemon, then profile its first
-            # seconds (the list and the first sync).
+            # perf attaches to a running process: start the daemon, then profile it until its
+            # first complete sync (the lists and the sync); then `--cleanup` removes everything
+            # it programmed, so that the measured cold start below starts from nothing.
             t0 = self.start_daemon()
             time.sleep(0.05)
-            p, data = self.profile("cold-start", self.args.profile_seconds)
+            p, data = self.profile("cold-start")
             s = self.log.sync_after(t0, timeout=self.args.timeout, daemon=self.proc)
             say(f"  (profiled cold start: {s['ts'] - t0:.3f}s, not used in the table)")
             self.profile_report("cold-start", p, data)
             self.stop_daemon()
-            sh("ipvsadm", "-C")
-            sh("ip", "link", "del", "kube-ipvs0")
-            subprocess.run(["ipset", "destroy"], check=False)
+            sh(self.args.kube_ipvs, "--cleanup")
+            if table_sum()[1] != 0 or "kube-ipvs0" in sh("ip", "link"):
+                raise RuntimeError("kube-ipvs --cleanup left IPVS services or kube-ipvs0")
         self.cold_start()
         self.read_back()
         self.incremental()
         if self.args.profile:
             self.log.poll()
             n = len(self.log.verifies)
-            p, data = self.profile("verify", SYNC_PERIOD + 2 + self.result["walk_s"] * 3)
+            p, data = self.profile("verify")
             while len(self.log.verifies) == n:
                 time.sleep(0.2)
                 self.log.poll()
@@ -567,7 +575,6 @@ def main():
     ap.add_argument("--churn-rate", type=float, default=100)
     ap.add_argument("--vip-binding", default="address", choices=("address", "route"))
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--profile-seconds", type=float, default=30)
     ap.add_argument("--timeout", type=float, default=1800, help="cold start limit")
     args = ap.parse_args()
     if os.geteuid() != 0 or not os.environ.get("KUBE_IPVS_IN_GUEST"):
