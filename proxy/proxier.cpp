@@ -1314,6 +1314,10 @@ void Proxier::updateGauges() {
         .gauge("kube_ipvs_real_servers", "IPVS real servers programmed",
                {{"ip_family", familyLabel_}})
         .set(static_cast<double>(dests));
+    updateTerminatingGauge();
+}
+
+void Proxier::updateTerminatingGauge() {
     metrics_
         .gauge("kube_ipvs_terminating_real_servers",
                "Real servers at weight 0 waiting for their connections to end",
@@ -1372,6 +1376,10 @@ int Proxier::reapTerminating() {
             applyKnown(ops[i]);
             ++deleted;
         }
+    }
+    if (deleted > 0) {
+        // Between syncs too: the gauge must not show servers the reaper has deleted.
+        updateTerminatingGauge();
     }
     return deleted;
 }

@@ -292,6 +292,7 @@ class Proxier {
     void countOp(std::string_view object, std::string_view op, std::string_view result,
                  double n = 1);
     void updateGauges();
+    void updateTerminatingGauge();
 
     ProxierConfig cfg_;
     KernelRefs k_;

@@ -265,10 +265,19 @@ TEST_CASE("graceful termination: weight 0 until the connections end", "[proxier]
 
     f.ipvs.setConns(kWebVs, gone, 0, 1);
     CHECK(p.reapTerminating() == 0);  // inactive connections count too
+    const auto gauge = [&] {
+        const std::string line = "kube_ipvs_terminating_real_servers{ip_family=\"IPv4\"} ";
+        const auto text = f.reg.render();
+        const auto at = text.find(line);
+        REQUIRE(at != std::string::npos);
+        return text.substr(at + line.size(), text.find('\n', at) - at - line.size());
+    };
+    CHECK(gauge() == "1");
     f.ipvs.setConns(kWebVs, gone, 0, 0);
     CHECK(p.reapTerminating() == 1);
     CHECK(f.ipvs.dest(kWebVs, gone) == nullptr);
     CHECK(p.terminatingCount() == 0);
+    CHECK(gauge() == "0");  // without waiting for a sync
 }
 
 TEST_CASE("a draining real server wanted again returns to weight 1 in place", "[proxier]") {
