@@ -235,6 +235,20 @@ class Run:
             out[key] = out.get(key, 0) + float(v)
         return out
 
+    def drain(self):
+        """Waits until the reaper has deleted every real server left at weight 0 by an
+        endpoint change (graceful termination), so that its deletes do not land in the next
+        measurement."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            body = urllib_get("http://127.0.0.1:10249/metrics")
+            left = sum(float(l.rsplit(" ", 1)[1]) for l in body.splitlines()
+                       if l.startswith("kube_ipvs_terminating_real_servers"))
+            if left == 0:
+                return
+            time.sleep(0.5)
+        raise RuntimeError("real servers still terminating after 120 s")
+
     def memory(self, label):
         m = mem(self.proc.pid)
         self.result.setdefault("memory", {})[label] = m
@@ -336,6 +350,7 @@ class Run:
         for j in range(k):
             lat.append(self.endpoint_change(j)[0])
         res["endpoint"] = (lat, per_change(diff(self.writes(), before), k))
+        self.drain()
         # delete: the Service (its slice afterwards, outside the measurement).
         lat, before = [], self.writes()
         slice_del = []
@@ -448,6 +463,7 @@ class Run:
             f"RSS drift {c['rss_drift'] / 2**20:+.2f} MiB")
 
     def restart(self):
+        self.drain()
         self.stop_daemon()
         t0 = self.start_daemon()
         s = self.log.sync_after(t0, timeout=self.args.timeout, daemon=self.proc)
@@ -509,6 +525,12 @@ class Run:
             sh(self.args.kube_ipvs, "--cleanup")
             if table_sum()[1] != 0 or "kube-ipvs0" in sh("ip", "link"):
                 raise RuntimeError("kube-ipvs --cleanup left IPVS services or kube-ipvs0")
+            # IPVS keeps deleted real servers on a per-namespace trash list for up to 120 s
+            # (IP_VS_DEST_TRASH_PERIOD), and every real server add scans that list for one to
+            # reuse: re-adding 100,000 right after deleting them is quadratic (a 10,000 x 10
+            # cold start took 167 s instead of 18 s). Let the trash expire first.
+            say("  waiting 125 s for IPVS to free the deleted real servers")
+            time.sleep(125)
         self.cold_start()
         self.read_back()
         self.incremental()
