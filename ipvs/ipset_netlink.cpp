@@ -57,6 +57,17 @@ std::optional<Protocol> protocol(const nlattr* a) {
     }
 }
 
+// The network of `base` and a prefix-length attribute (a host route when it is absent), or
+// nullopt for a prefix longer than the address.
+std::optional<net::Cidr> network(const net::IpAddress& base, const nlattr* prefix) {
+    const std::uint8_t bits = base.family() == net::Family::V4 ? 32 : 128;
+    const std::uint8_t len = prefix != nullptr ? attrU8(prefix) : bits;
+    if (len > bits) {
+        return std::nullopt;
+    }
+    return net::Cidr(base, len);
+}
+
 }  // namespace
 
 void listRequest(hostnl::MessageBuffer& b, const std::string& name) {
@@ -93,13 +104,11 @@ bool ListCollector::member(const nlattr* data) {
             out_.push_back(SetEntry::address(*ip));
             return true;
         case SetType::HashNet: {
-            const std::uint8_t bits = family_ == NFPROTO_IPV4 ? 32 : 128;
-            const std::uint8_t cidr =
-                tb[IPSET_ATTR_CIDR] != nullptr ? attrU8(tb[IPSET_ATTR_CIDR]) : bits;
-            if (cidr > bits) {
+            const auto n = network(*ip, tb[IPSET_ATTR_CIDR]);
+            if (!n) {
                 return false;
             }
-            out_.push_back(SetEntry::network(net::Cidr(*ip, cidr)));
+            out_.push_back(SetEntry::network(*n));
             return true;
         }
         case SetType::BitmapPort: {
@@ -132,13 +141,11 @@ bool ListCollector::member(const nlattr* data) {
         if (*type_ == SetType::HashIpPortIp) {
             e.ip2 = *ip2;
         } else {
-            const std::uint8_t bits = family_ == NFPROTO_IPV4 ? 32 : 128;
-            const std::uint8_t cidr =
-                tb[IPSET_ATTR_CIDR2] != nullptr ? attrU8(tb[IPSET_ATTR_CIDR2]) : bits;
-            if (cidr > bits) {
+            const auto n = network(*ip2, tb[IPSET_ATTR_CIDR2]);
+            if (!n) {
                 return false;
             }
-            e.net = net::Cidr(*ip2, cidr);
+            e.net = *n;
         }
     }
     out_.push_back(e);
