@@ -115,6 +115,12 @@ struct Script {
         ::unlink((dir + "/calls").c_str());
         ::rmdir(dir.c_str());
     }
+    // ExecIptables::saveNatFilter with this script as iptables-save.
+    kipvs::Result<std::string> saveNatFilter() const {
+        ExecIptablesConfig cfg;
+        cfg.save4 = path;
+        return ExecIptables(cfg).saveNatFilter(kipvs::net::Family::V4);
+    }
     std::string calls() const {
         std::string out;
         if (std::FILE* f = std::fopen((dir + "/calls").c_str(), "r")) {
@@ -154,10 +160,7 @@ COMMIT
 COMMIT
 OUT
 )");
-    ExecIptablesConfig cfg;
-    cfg.save4 = save.path;
-    ExecIptables ipt(cfg);
-    auto s = ipt.saveNatFilter(kipvs::net::Family::V4);
+    auto s = save.saveNatFilter();
     REQUIRE(kipvs::test::succeeded(s));
     CHECK(*s ==
           "*nat\n:POSTROUTING ACCEPT [0:0]\n"
@@ -173,10 +176,7 @@ TEST_CASE("saveNatFilter saves a table the full listing lacks on its own", "[exe
 if [ "$1" = "-t" ]; then printf '*%s\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n' "$2"; exit 0; fi
 printf '*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n'
 )");
-    ExecIptablesConfig cfg;
-    cfg.save4 = save.path;
-    ExecIptables ipt(cfg);
-    auto s = ipt.saveNatFilter(kipvs::net::Family::V4);
+    auto s = save.saveNatFilter();
     REQUIRE(kipvs::test::succeeded(s));
     CHECK(*s == "*nat\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n");
     CHECK(save.calls() == "args:\nargs:-t nat\n");
@@ -184,10 +184,7 @@ printf '*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n'
 
 TEST_CASE("saveNatFilter reports a failing iptables-save with its stderr", "[exec]") {
     Script save("echo 'iptables-save: lock busy' >&2; exit 4\n");
-    ExecIptablesConfig cfg;
-    cfg.save4 = save.path;
-    ExecIptables ipt(cfg);
-    auto s = ipt.saveNatFilter(kipvs::net::Family::V4);
+    auto s = save.saveNatFilter();
     REQUIRE(kipvs::test::failed(s));
     CHECK(s.error().message == save.path + ": exit status 4: iptables-save: lock busy");
 }

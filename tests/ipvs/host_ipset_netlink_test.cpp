@@ -62,6 +62,14 @@ struct Reply {
         b.putAttr(IPSET_ATTR_PORT | kNet, &be, 2);
     }
     void u8(std::uint16_t type, std::uint8_t v) { b.putAttr(type, &v, 1); }
+    // One hash:ip,port member, as ip_set_hash_ipport.c lists it.
+    void ipPortMember(const char* address, std::uint16_t p, std::uint8_t proto) {
+        beginMember();
+        ip(IPSET_ATTR_IP, address);
+        port(p);
+        u8(IPSET_ATTR_PROTO, proto);
+        endMember();
+    }
 };
 
 Result<std::vector<SetEntry>> collect(Reply& r) {
@@ -98,25 +106,13 @@ TEST_CASE("ListCollector decodes hash:ip,port members spread over several messag
     r.end();  // the header message has no members
     r.begin("hash:ip,port", NFPROTO_IPV4, false);
     r.beginMembers();
-    r.beginMember();
-    r.ip(IPSET_ATTR_IP, "10.96.0.1");
-    r.port(443);
-    r.u8(IPSET_ATTR_PROTO, IPPROTO_TCP);
-    r.endMember();
+    r.ipPortMember("10.96.0.1", 443, IPPROTO_TCP);
     r.endMembers();
     r.end();
     r.begin("hash:ip,port", NFPROTO_IPV4, false);
     r.beginMembers();
-    r.beginMember();
-    r.ip(IPSET_ATTR_IP, "10.96.0.10");
-    r.port(53);
-    r.u8(IPSET_ATTR_PROTO, IPPROTO_UDP);
-    r.endMember();
-    r.beginMember();
-    r.ip(IPSET_ATTR_IP, "10.96.0.11");
-    r.port(3868);
-    r.u8(IPSET_ATTR_PROTO, IPPROTO_SCTP);
-    r.endMember();
+    r.ipPortMember("10.96.0.10", 53, IPPROTO_UDP);
+    r.ipPortMember("10.96.0.11", 3868, IPPROTO_SCTP);
     r.endMembers();
     r.end();
     auto got = collect(r);
@@ -203,11 +199,7 @@ TEST_CASE("ListCollector refuses what it cannot represent, naming the set and me
         Reply r;
         r.begin("hash:ip,port", NFPROTO_IPV4, false);
         r.beginMembers();
-        r.beginMember();
-        r.ip(IPSET_ATTR_IP, "10.96.0.1");
-        r.port(0x0800);
-        r.u8(IPSET_ATTR_PROTO, IPPROTO_ICMP);
-        r.endMember();
+        r.ipPortMember("10.96.0.1", 0x0800, IPPROTO_ICMP);
         r.endMembers();
         r.end();
         auto got = collect(r);
