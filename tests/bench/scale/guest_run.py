@@ -432,8 +432,9 @@ class Run:
             posts.append(t)
             j += 1
         last = posts[-1]
-        s = self.log.sync_after(time.time(), timeout=120, daemon=self.proc)
-        # After the last write: the first sync that started after it (ts - seconds) covers it.
+        # The first sync that started after the last write (ts - seconds) covers it. It may
+        # well have ended already: look from the write on, not from now.
+        s = self.log.sync_after(last, timeout=120, daemon=self.proc)
         while s["ts"] - s["seconds"] < last:
             s = self.log.sync_after(s["ts"], timeout=120, daemon=self.proc)
         catch_up = s["ts"] - last

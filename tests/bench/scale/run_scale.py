@@ -153,6 +153,7 @@ def markdown(results, mode, binding, wall):
         rs = r.get("restart") or {}
         m = r.get("memory", {})
         peak = max(x["VmHWM"] for x in m.values()) if m else None
+        steady = m.get("steady", {}).get("VmRSS")
         out.append(
             f"| {r['services']:,} x {r['endpoints']} | "
             f"{f3(v.get('total_s'))} ({f3(v.get('read_s'))} + {f3(v.get('compare_s'))}) | "
@@ -160,9 +161,9 @@ def markdown(results, mode, binding, wall):
             f"| {f3(r.get('walk_s'))} | {fms(v.get('during_p50'))} / {fms(v.get('during_p99'))} "
             f"(n={v.get('during_n', 0)}) | {fms(v.get('outside_p50'))} / "
             f"{fms(v.get('outside_p99'))} | {f3(rs.get('ready_s'))} | "
-            f"{rs.get('writes', '-'):g} | "
+            f"{'-' if rs.get('writes') is None else format(rs['writes'], 'g')} | "
             f"{'-' if peak is None else f'{peak / 2**20:.1f}'} | "
-            f"{m['steady']['VmRSS'] / 2**20:.1f} |")
+            f"{'-' if steady is None else f'{steady / 2**20:.1f}'} |")
     fit = fit_memory(results)
     if fit:
         out += ["", f"Memory fit over the configurations (steady RSS = base + a·Services + "
@@ -312,6 +313,8 @@ def checks(results):
     by = {(r["services"], r["endpoints"]): r for r in results}
     for r in results:
         tag = f"{r['services']} x {r['endpoints']}"
+        check("failed_phase" not in r,
+              f"{tag}: every phase completed ({r.get('failed_phase', 'none failed')})")
         check(r.get("same_table"), f"{tag}: the daemon programmed the reference IPVS table")
         check(r["cold_start_s"] <= 2 * r["writer_s"],
               f"{tag}: cold start within 2x the minimal writer "
