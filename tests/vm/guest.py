@@ -14,6 +14,7 @@ before the command could report a status; both print the guest's console log.
 
 import argparse
 import fcntl
+import hashlib
 import os
 import select
 import shlex
@@ -127,6 +128,29 @@ def build_initramfs(kdir, version):
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def init_digest():
+    """What the initramfs is built from besides the kernel: rebuilt when this changes."""
+    h = hashlib.sha256()
+    for name in ("init.sh", "guest.py"):
+        with open(os.path.join(HERE, name), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+def ensure_initramfs(kdir, version):
+    stamp = os.path.join(kdir, "initramfs.digest")
+    want = init_digest()
+    try:
+        with open(stamp) as f:
+            if f.read().strip() == want:
+                return
+    except FileNotFoundError:
+        pass
+    build_initramfs(kdir, version)
+    with open(stamp, "w") as f:
+        f.write(want + "\n")
+
+
 def prepare():
     """Returns the directory of a ready kernel: vmlinuz, initramfs.cpio.gz, lib/modules."""
     os.makedirs(CACHE, exist_ok=True)
@@ -138,10 +162,13 @@ def prepare():
             if not have:
                 die("cannot resolve linux-image-amd64 (apt-cache depends) and no kernel is cached "
                     f"in {CACHE}")
-            return os.path.join(CACHE, have[-1])
+            kdir = os.path.join(CACHE, have[-1])
+            ensure_initramfs(kdir, kernel_version(kdir))
+            return kdir
         version = pkg[len("linux-image-"):]
         kdir = os.path.join(CACHE, version)
         if os.path.exists(os.path.join(kdir, "ready")):
+            ensure_initramfs(kdir, version)
             return kdir
         log(f"preparing guest kernel {version} in {kdir}")
         shutil.rmtree(kdir, ignore_errors=True)
@@ -158,7 +185,7 @@ def prepare():
             shutil.rmtree(dl, ignore_errors=True)
         os.rename(os.path.join(kdir, "boot", f"vmlinuz-{version}"), os.path.join(kdir, "vmlinuz"))
         run(["depmod", "-b", kdir, version])
-        build_initramfs(kdir, version)
+        ensure_initramfs(kdir, version)
         with open(os.path.join(kdir, "version"), "w") as f:
             f.write(version + "\n")
         open(os.path.join(kdir, "ready"), "w").close()
