@@ -1,6 +1,7 @@
 #include "k8s-client/objects.h"
 
 #include <memory>
+#include <mutex>
 #include <unordered_set>
 
 namespace kipvs::k8s {
@@ -28,9 +29,19 @@ struct HintsHash {
 
 }  // namespace
 
+// The client decodes on its own thread (client_thread.h) while tests and tools may intern on
+// theirs; a name, once interned, never moves, so only the tables need the lock.
+namespace {
+std::mutex& internLock() {
+    static std::mutex m;
+    return m;
+}
+}  // namespace
+
 Name Name::intern(std::string_view s) {
     // Never freed: the set of node and zone names of a cluster is small and bounded.
     static auto* table = new std::unordered_set<std::string, StringHash, std::equal_to<>>();
+    const std::lock_guard lock(internLock());
     auto it = table->find(s);
     if (it == table->end()) {
         it = table->emplace(s).first;
@@ -40,6 +51,7 @@ Name Name::intern(std::string_view s) {
 
 const Hints* internHints(Hints h) {
     static auto* table = new std::unordered_set<Hints, HintsHash>();
+    const std::lock_guard lock(internLock());
     return &*table->insert(std::move(h)).first;
 }
 

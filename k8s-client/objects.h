@@ -20,8 +20,8 @@
 namespace kipvs::k8s {
 
 // An interned string: equal contents give the same pointer, so comparing names is comparing
-// pointers. Null means "unset". Interning happens on the client's thread only; the table
-// lives for the process and holds one copy per distinct node or zone name.
+// pointers. Null means "unset". Interning is thread-safe (the client decodes on a thread of
+// its own); the table lives for the process and holds one copy per distinct node or zone name.
 class Name {
   public:
     Name() = default;

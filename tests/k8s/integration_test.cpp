@@ -8,13 +8,18 @@
 #include <boost/json.hpp>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <deque>
 #include <fstream>
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 #include "k8s-client/client.h"
+#include "k8s-client/client_thread.h"
 #include "k8s-client/decode.h"
 #include "tests/k8s/fake_server.h"
 #include "tests/k8s/test_util.h"
@@ -200,6 +205,112 @@ TEST_CASE("1 cold start: list RV 0 then watch; state equals the server's", "[it]
     CHECK(h.at("Accept").as_string() == "application/json");
     CHECK(h.at("Authorization").as_string() == "Bearer t1");
     CHECK(reqs[1].at("watch").as_bool());
+}
+
+namespace {
+
+// What the daemon's strand does for a ClientThread: runs what is posted, in order, on the
+// thread that drains it (here the test's).
+struct PostQueue {
+    void post(std::function<void()> fn) {
+        const std::lock_guard l(m);
+        q.push_back(std::move(fn));
+        cv.notify_one();
+    }
+    // Runs what was posted until pred() holds or `limit` passes.
+    bool drainUntil(const std::function<bool()>& pred, std::chrono::seconds limit = 60s) {
+        const auto end = std::chrono::steady_clock::now() + limit;
+        while (!pred()) {
+            std::unique_lock l(m);
+            if (!cv.wait_until(l, end, [&] { return !q.empty(); })) {
+                return pred();
+            }
+            auto fn = std::move(q.front());
+            q.pop_front();
+            l.unlock();
+            fn();
+        }
+        return true;
+    }
+    std::size_t size() {
+        const std::lock_guard l(m);
+        return q.size();
+    }
+    std::mutex m;
+    std::condition_variable cv;
+    std::deque<std::function<void()>> q;
+};
+
+// A Recorder that also notes whether any call came from a thread other than the test's.
+template <class T>
+struct ThreadRecorder : Recorder<T> {
+    void onAdd(const T& o) override {
+        check();
+        Recorder<T>::onAdd(o);
+    }
+    void onUpdate(const T& o) override {
+        check();
+        Recorder<T>::onUpdate(o);
+    }
+    void onDelete(const ObjectKey& k) override {
+        check();
+        Recorder<T>::onDelete(k);
+    }
+    void onSynced() override {
+        check();
+        Recorder<T>::onSynced();
+    }
+    void check() { foreign = foreign || std::this_thread::get_id() != owner; }
+    std::thread::id owner = std::this_thread::get_id();
+    bool foreign = false;
+};
+
+}  // namespace
+
+TEST_CASE("ClientThread: calls arrive on the consumer's thread, in order; none after stop()",
+          "[it][thread]") {
+    It t;
+    std::string objs = "[";
+    Strings want;
+    for (int i = 0; i < 40; ++i) {
+        char name[8];
+        std::snprintf(name, sizeof name, "s%02d", i);
+        objs += svcObj(name, "10.96.1." + std::to_string(i + 1)) + ",";
+        want.push_back(std::string("add default/") + name);
+    }
+    want.push_back("synced");
+    objs += svcObj("bad", "10.96.1.999") + "," +
+            sliceObj("s00-1", "s00", "IPv4", R"([{"addresses":["10.1.0.1"]}])") +
+            R"(,{"kind":"Node","metadata":{"name":"node-1"},"spec":{}}])";
+    t.server->post("objects", objs);
+    auto cfg = t.kubeconfig();
+    REQUIRE(cfg.has_value());
+    PostQueue queue;
+    ThreadRecorder<Service> svc;
+    ThreadRecorder<EndpointSlice> sl;
+    ThreadRecorder<Node> node;
+    CountingObserver obs;
+    auto ct = ClientThread::start(*cfg, t.opts, {&svc, &sl, &node, "node-1", &obs},
+                                  [&](std::function<void()> fn) { queue.post(std::move(fn)); });
+    REQUIRE(ct.has_value());
+    REQUIRE(queue.drainUntil([&] { return svc.synced && sl.synced && node.synced; }));
+    CHECK(svc.take() == want);
+    CHECK(sl.take() == Strings{"add default/s00-1", "synced"});
+    CHECK(node.take() == Strings{"add node-1", "synced"});
+    CHECK(obs.rejected == 1);  // the observer is forwarded too
+    CHECK(obs.lists.size() == 3);
+    CHECK_FALSE((svc.foreign || sl.foreign || node.foreign));
+    // A change while running arrives; after stop() nothing more is posted.
+    REQUIRE(t.waitWatches(1));
+    t.server->post("objects", svcObj("late", "10.96.2.1"));
+    REQUIRE(queue.drainUntil([&] { return !svc.log.empty(); }));
+    CHECK(svc.take() == Strings{"add default/late"});
+    (*ct)->stop();
+    const auto left = queue.size();
+    t.server->post("objects", svcObj("after-stop", "10.96.2.2"));
+    std::this_thread::sleep_for(300ms);  // a delivery, if any, would be posted by now
+    CHECK(queue.size() == left);
+    (*ct)->stop();  // idempotent
 }
 
 TEST_CASE("2 steady state: add/update/delete; bookmarks move the RV only", "[it]") {

@@ -1,0 +1,168 @@
+#include "k8s-client/client_thread.h"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include <optional>
+#include <thread>
+#include <utility>
+
+namespace kipvs::k8s {
+
+namespace {
+
+// Hands every call to the consumer's executor, with copies of its arguments (the client's
+// objects are only valid during the call).
+template <class T>
+class ForwardHandler final : public EventHandler<T> {
+  public:
+    ForwardHandler(EventHandler<T>& to, const ClientThread::Post& post) : to_(to), post_(post) {}
+    void onAdd(const T& obj) override {
+        post_([&to = to_, obj] { to.onAdd(obj); });
+    }
+    void onUpdate(const T& obj) override {
+        post_([&to = to_, obj] { to.onUpdate(obj); });
+    }
+    void onDelete(const ObjectKey& key) override {
+        post_([&to = to_, key] { to.onDelete(key); });
+    }
+    void onSynced() override {
+        post_([&to = to_] { to.onSynced(); });
+    }
+
+  private:
+    EventHandler<T>& to_;
+    const ClientThread::Post& post_;
+};
+
+class ForwardObserver final : public Observer {
+  public:
+    ForwardObserver(Observer& to, const ClientThread::Post& post) : to_(to), post_(post) {}
+    void onInvalid(Kind kind, const ObjectKey& key, const Issue& issue, bool whole,
+                   const std::string& message) override {
+        post_([&to = to_, kind, key, issue, whole, message] {
+            to.onInvalid(kind, key, issue, whole, message);
+        });
+    }
+    void onHandled(Kind kind, const ObjectKey& key, std::string_view code, const Issue& issue,
+                   const std::string& message) override {
+        post_([&to = to_, kind, key, code = std::string(code), issue, message] {
+            to.onHandled(kind, key, code, issue, message);
+        });
+    }
+    void onSkippedEvent(Kind kind, const std::string& message) override {
+        post_([&to = to_, kind, message] { to.onSkippedEvent(kind, message); });
+    }
+    void onRequestError(Kind kind, std::string_view op, int status,
+                        const std::string& message) override {
+        post_([&to = to_, kind, op = std::string(op), status, message] {
+            to.onRequestError(kind, op, status, message);
+        });
+    }
+    void onRetry(std::string_view target, const std::string& reason, double delay) override {
+        post_([&to = to_, target = std::string(target), reason, delay] {
+            to.onRetry(target, reason, delay);
+        });
+    }
+    void onList(Kind kind, const std::string& rv, const std::string& reason) override {
+        post_([&to = to_, kind, rv, reason] { to.onList(kind, rv, reason); });
+    }
+    void onWatch(Kind kind, const std::string& rv, const std::string& reason) override {
+        post_([&to = to_, kind, rv, reason] { to.onWatch(kind, rv, reason); });
+    }
+    void onBackoff(Kind kind, const std::string& reason, double delay) override {
+        post_([&to = to_, kind, reason, delay] { to.onBackoff(kind, reason, delay); });
+    }
+    void onWatchListFallback(Kind kind, const std::string& reason) override {
+        post_([&to = to_, kind, reason] { to.onWatchListFallback(kind, reason); });
+    }
+    void onSynced(Kind kind, std::size_t objects) override {
+        post_([&to = to_, kind, objects] { to.onSynced(kind, objects); });
+    }
+    void onBytes(Kind kind, std::size_t n) override {
+        post_([&to = to_, kind, n] { to.onBytes(kind, n); });
+    }
+    void onEvent(Kind kind, std::string_view type) override {
+        post_([&to = to_, kind, type = std::string(type)] { to.onEvent(kind, type); });
+    }
+
+  private:
+    Observer& to_;
+    const ClientThread::Post& post_;
+};
+
+}  // namespace
+
+struct ClientThread::Impl {
+    explicit Impl(Post p) : post(std::move(p)), guard(ioc.get_executor()) {}
+
+    Post post;
+    // Declared first: destroyed last, after everything that has operations queued on it.
+    boost::asio::io_context ioc;
+    boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard;
+    std::optional<ForwardHandler<Service>> services;
+    std::optional<ForwardHandler<EndpointSlice>> slices;
+    std::optional<ForwardHandler<Node>> node;
+    std::optional<ForwardObserver> observer;
+    std::unique_ptr<Client> client;
+    std::unique_ptr<Informer<Service>> serviceInformer;
+    std::unique_ptr<Informer<EndpointSlice>> sliceInformer;
+    std::unique_ptr<Informer<Node>> nodeInformer;
+    std::thread thread;
+};
+
+Result<std::unique_ptr<ClientThread>> ClientThread::start(const ClientConfig& config,
+                                                          const ClientOptions& options,
+                                                          Consumers consumers, Post post) {
+    auto impl = std::make_unique<Impl>(std::move(post));
+    impl->services.emplace(*consumers.services, impl->post);
+    impl->slices.emplace(*consumers.slices, impl->post);
+    impl->node.emplace(*consumers.node, impl->post);
+    Observer* observer = nullptr;
+    if (consumers.observer != nullptr) {
+        impl->observer.emplace(*consumers.observer, impl->post);
+        observer = &*impl->observer;
+    }
+    auto client = Client::create(impl->ioc, config, options, observer);
+    if (!client) {
+        return client.error();
+    }
+    impl->client = std::move(*client);
+    impl->serviceInformer = impl->client->watchServices(*impl->services);
+    impl->sliceInformer = impl->client->watchEndpointSlices(*impl->slices);
+    impl->nodeInformer = impl->client->watchNode(consumers.nodeName, *impl->node);
+    // Starting only queues work on the io_context; it runs once the thread does (the thread's
+    // creation orders everything above before it).
+    impl->serviceInformer->start();
+    impl->sliceInformer->start();
+    impl->nodeInformer->start();
+    Impl* raw = impl.get();
+    impl->thread = std::thread([raw] { raw->ioc.run(); });
+    return std::unique_ptr<ClientThread>(new ClientThread(std::move(impl)));
+}
+
+ClientThread::ClientThread(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ClientThread::~ClientThread() {
+    stop();
+}
+
+void ClientThread::stop() {
+    if (!impl_ || !impl_->thread.joinable()) {
+        return;
+    }
+    Impl* raw = impl_.get();
+    boost::asio::post(raw->ioc, [raw] {
+        // No callback after an informer's destruction (informer.h), so nothing is posted to
+        // the consumer after this.
+        raw->serviceInformer.reset();
+        raw->sliceInformer.reset();
+        raw->nodeInformer.reset();
+        raw->guard.reset();
+        raw->ioc.stop();
+    });
+    raw->thread.join();
+}
+
+}  // namespace kipvs::k8s
