@@ -9,6 +9,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 
 #include <algorithm>
 #include <array>
@@ -30,6 +31,7 @@
 #include "ipvs/rtnl_addresses.h"
 #include "ipvs/sysctl.h"
 #include "k8s-client/client.h"
+#include "k8s-client/client_thread.h"
 #include "k8s-client/config.h"
 #include "k8s-client/decode.h"
 #include "k8s-client/observer.h"
@@ -51,6 +53,9 @@ namespace asio = boost::asio;
 using SteadyClock = std::chrono::steady_clock;
 
 namespace {
+
+// See Daemon::earlyStepAt_.
+constexpr auto kEarlyStepGap = std::chrono::milliseconds(100);
 
 std::int64_t wallNowNs() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -415,16 +420,20 @@ class Daemon {
     std::map<net::Family, std::unique_ptr<IptablesRulesSync>> rules_;
     std::vector<std::unique_ptr<Proxier>> proxiers_;
     std::map<net::Family, std::optional<SteadyClock::time_point>> syncStarted_;
+    std::map<net::Family, Proxier::Step::Times> syncTimes_;  // of the sync in progress
+    // End of the last early step (Proxier::programEarly): the next waits kEarlyStepGap, so
+    // that each programs a batch of what arrived meanwhile rather than one Service at a time.
+    std::optional<SteadyClock::time_point> earlyStepAt_;
 
     ServiceHandler services_;
     SliceHandler slices_;
     NodeHandler node_;
     ClientObserver observer_;
     AnomalyReporter anomalies_{metrics_};
-    std::unique_ptr<k8s::Client> client_;
-    std::unique_ptr<k8s::Informer<k8s::Service>> serviceInformer_;
-    std::unique_ptr<k8s::Informer<k8s::EndpointSlice>> sliceInformer_;
-    std::unique_ptr<k8s::Informer<k8s::Node>> nodeInformer_;
+    // The API client decodes on its own thread; its calls arrive here in order through the
+    // strand (k8s-client/client_thread.h).
+    asio::strand<asio::io_context::executor_type> apiStrand_{io_.get_executor()};
+    std::unique_ptr<k8s::ClientThread> api_;
 
     std::unique_ptr<HttpServer> healthzServer_;
     std::unique_ptr<HttpServer> metricsServer_;
@@ -436,6 +445,7 @@ class Daemon {
     std::map<std::uint16_t, HcListener> hc_;
 
     std::thread verifier_;
+    std::optional<SteadyClock::time_point> lastVerifyStart_;
     std::atomic<bool> verifyReading_{false};  // the verifier thread is reading the kernel
     bool verifying_ = false;
     char signalByte_ = 0;
@@ -595,17 +605,13 @@ Result<void> Daemon::startClient() {
     opts.version = kVersion;
     opts.qps = cfg_.clientConnection.qps;
     opts.burst = cfg_.clientConnection.burst;
-    auto client = k8s::Client::create(io_, *cc, opts, &observer_);
+    auto client = k8s::ClientThread::start(
+        *cc, opts, {&services_, &slices_, &node_, nodeName_, &observer_},
+        [this](std::function<void()> fn) { asio::post(apiStrand_, std::move(fn)); });
     if (!client) {
         return client.error();
     }
-    client_ = std::move(*client);
-    serviceInformer_ = client_->watchServices(services_);
-    sliceInformer_ = client_->watchEndpointSlices(slices_);
-    nodeInformer_ = client_->watchNode(nodeName_, node_);
-    serviceInformer_->start();
-    sliceInformer_->start();
-    nodeInformer_->start();
+    api_ = std::move(*client);
     log::info("Watching the API server",
               {{"server", cc->server.toString()}, {"source", cc->source}});
     return ok();
@@ -709,6 +715,11 @@ void Daemon::scheduleSync() {
     if (!at) {
         return;
     }
+    const bool listing = std::any_of(proxiers_.begin(), proxiers_.end(),
+                                     [](const auto& p) { return p->programEarly(); });
+    if (listing && earlyStepAt_) {
+        at = std::max(*at, *earlyStepAt_ + kEarlyStepGap);
+    }
     syncArmed_ = true;
     syncTimer_.expires_at(*at);
     syncTimer_.async_wait([this](auto ec) {
@@ -739,6 +750,13 @@ void Daemon::runSync() {
             }
         }
         if (!p->initialized()) {
+            if (p->programEarly() && p->pending()) {
+                // The lists are still arriving: program what is known (proxier.h). Not a
+                // completed sync: no log line, no health update, no continuation at once.
+                const auto step = p->syncStep(t);
+                syncTimes_[fam] += step.times;
+                earlyStepAt_ = SteadyClock::now();
+            }
             continue;
         }
         if (!p->pending()) {
@@ -753,6 +771,8 @@ void Daemon::runSync() {
             started = now;
         }
         const auto step = p->syncStep(t);
+        auto& times = syncTimes_[fam];
+        times += step.times;
         failed = failed || step.failed;
         if (!step.done) {
             more = true;
@@ -764,7 +784,13 @@ void Daemon::runSync() {
         log::debug(2, "Synced proxy rules",
                    {{"ipFamily", familyLabel(fam)},
                     {"seconds", std::chrono::duration<double>(end - *started).count()},
-                    {"failed", step.failed}});
+                    {"failed", step.failed},
+                    {"computeSeconds", times.compute},
+                    {"ipsetSeconds", times.ipsets},
+                    {"addressSeconds", times.addresses},
+                    {"ipvsSeconds", times.ipvs},
+                    {"iptablesSeconds", times.iptables}});
+        times = {};
         metrics_
             .histogram("kubeproxy_sync_proxy_rules_duration_seconds",
                        "SyncProxyRules latency in seconds",
@@ -792,7 +818,13 @@ void Daemon::scheduleVerify() {
     if (stopping_) {
         return;
     }
-    verifyTimer_.expires_after(cfg_.ipvs.syncPeriod);
+    // Passes start every syncPeriod (or at once, when one took longer), not syncPeriod after
+    // the previous one ended: a change made behind our back is seen by the pass that starts
+    // at most one syncPeriod later, however long reading a large table takes.
+    const auto period = std::chrono::duration_cast<SteadyClock::duration>(cfg_.ipvs.syncPeriod);
+    const auto now = SteadyClock::now();
+    verifyTimer_.expires_at(lastVerifyStart_ ? std::max(now, *lastVerifyStart_ + period)
+                                             : now + period);
     verifyTimer_.async_wait([this](auto ec) {
         if (!ec) {
             startVerify();
@@ -824,8 +856,10 @@ void Daemon::startVerify() {
     }
     const auto binding = cfg_.vipBinding == "route" ? VipBinding::Route : VipBinding::Address;
     const auto verifyStart = SteadyClock::now();
+    const long long verifyStartWall = wallNowNs() / 1000000;  // Unix ms
+    lastVerifyStart_ = verifyStart;
     verifyReading_ = true;
-    verifier_ = std::thread([this, seqs, families, binding, verifyStart] {
+    verifier_ = std::thread([this, seqs, families, binding, verifyStart, verifyStartWall] {
         Result<KernelSnapshot> snap = Error::invalid("no snapshot");
         auto ipvs = ipvs::NetlinkIpvs::open();
         auto addrs = ipvs::RtnlAddresses::open();
@@ -842,7 +876,8 @@ void Daemon::startVerify() {
         }
         const auto readDone = SteadyClock::now();
         verifyReading_ = false;
-        asio::post(io_, [this, seqs, snap = std::move(snap), verifyStart, readDone]() mutable {
+        asio::post(io_, [this, seqs, snap = std::move(snap), verifyStart, verifyStartWall,
+                         readDone]() mutable {
             verifying_ = false;
             if (stopping_) {
                 return;
@@ -869,7 +904,8 @@ void Daemon::startVerify() {
                 // delay events); the scale benchmark reads both from this line.
                 log::debug(
                     2, "Verified kernel state",
-                    {{"readSeconds", std::chrono::duration<double>(readDone - verifyStart).count()},
+                    {{"startedUnixMs", verifyStartWall},
+                     {"readSeconds", std::chrono::duration<double>(readDone - verifyStart).count()},
                      {"compareSeconds",
                       std::chrono::duration<double>(SteadyClock::now() - compareStart).count()},
                      {"drift", drift}});
@@ -1079,9 +1115,9 @@ void Daemon::stop(int code, const std::string& why) {
     reapTimer_.cancel();
     signalPipe_.cancel(ec);
     configWatch_.cancel(ec);
-    serviceInformer_.reset();
-    sliceInformer_.reset();
-    nodeInformer_.reset();
+    if (api_) {
+        api_->stop();
+    }
     hc_.clear();
     if (healthzServer_) {
         healthzServer_->close();
@@ -1098,6 +1134,13 @@ int Daemon::run() {
         log::warning(w);
     }
     installSignals();
+    // The API client starts first: its lists run on their own thread while this one sets the
+    // node up and reads the kernel. What it delivers waits in apiStrand_ until io_ runs below,
+    // after the proxiers exist.
+    if (auto r = startClient(); !r) {
+        log::error("Cannot start", {{"error", r.error().message}});
+        return 1;
+    }
     if (auto r = openKernel(); !r) {
         log::error("Cannot start", {{"error", r.error().message}});
         return 1;
@@ -1122,10 +1165,6 @@ int Daemon::run() {
         return 1;
     }
     if (auto r = startServers(); !r) {
-        log::error("Cannot start", {{"error", r.error().message}});
-        return 1;
-    }
-    if (auto r = startClient(); !r) {
         log::error("Cannot start", {{"error", r.error().message}});
         return 1;
     }

@@ -189,11 +189,32 @@ class Proxier {
         // (kube-proxy-ipvs.md §6.2 step 10, §6.5): a refused per-object write is logged,
         // retried and counted, but the sync completes, as kube-proxy's does.
         bool aborted = false;
+        // A step taken while the initial lists are still arriving (programEarly()): it
+        // programmed what is known so far and is not a completed sync.
+        bool early = false;
+        // Where the step's time went, in seconds (logged with the sync at -v 2, so that a slow
+        // sync says which part of the kernel it waited for).
+        struct Times {
+            double compute = 0;    // desired state and diff of the changed Services
+            double ipsets = 0;     // set member writes
+            double addresses = 0;  // kube-ipvs0 addresses or local routes
+            double ipvs = 0;       // virtual and real server writes
+            double iptables = 0;   // iptables-save/-restore
+            Times& operator+=(const Times& o);
+        } times;
     };
     // Does a bounded amount of sync work: up to servicesPerStep changed Services, then the
     // shared objects, iptables and clean-up once the changed Services are drained. Call again
-    // while !done. No-op (done) before initialized() and adopt().
+    // while !done. No-op (done) before adopt(), and before initialized() unless programEarly().
+    // Before initialized() a step is `early`: it programs the changed Services known so far
+    // and leaves every removal (and the clean-up of stale objects) to the first full sync.
     Step syncStep(const SyncTime& now);
+    // A cold node (adopt() found nothing of ours) whose Node is known programs Services while
+    // the initial lists still arrive: there is nothing of ours a partial view could remove,
+    // and at 44,000 Services the lists take seconds that the kernel writes can overlap.
+    // kube-proxy waits for every list first; after a restart kube-ipvs does too, because
+    // there a partial view would take real servers away.
+    bool programEarly() const { return adopted_ && coldStart_ && nodeSynced_ && !initialized(); }
     // Runs steps until done; true if no write failed.
     bool syncAll(const SyncTime& now);
     // There is work for a sync: changed Services, retries, or the first sync.
@@ -262,6 +283,7 @@ class Proxier {
 
     void markDirty(const k8s::ObjectKey& svc);
     bool waitingForService(const k8s::ObjectKey& svc) const;
+    bool serviceExists(const k8s::ObjectKey& key) const;
     void addSlicesWithoutService(std::ptrdiff_t delta);
     void reportSliceAnomalies(const k8s::EndpointSlice& slice);
     void markAllDirty();
@@ -300,7 +322,9 @@ class Proxier {
     std::string familyLabel_;
 
     // API state.
+    // Services with a cluster IP of this family; the others are only known to exist.
     std::unordered_map<k8s::ObjectKey, k8s::Service, ObjectKeyHash> services_;
+    std::unordered_set<k8s::ObjectKey, ObjectKeyHash> otherFamily_;
     std::unordered_map<k8s::ObjectKey, k8s::EndpointSlice, ObjectKeyHash> slices_;
     std::unordered_map<k8s::ObjectKey, std::vector<k8s::ObjectKey>, ObjectKeyHash> slicesOf_;
     std::optional<k8s::Node> node_;

@@ -137,6 +137,23 @@ const char* const kMissing =
 
 }  // namespace
 
+TEST_CASE("a slice of a Service without a cluster IP of its family is not missing its Service",
+          "[anomalies]") {
+    Fixture f;
+    f.cfg.family = net::Family::V6;
+    auto& p = f.start();
+    p.onServiceUpsert(svc("v4only", "10.96.0.40"));
+    p.onSliceUpsert(SliceBuilder("default", "v4only-6", "v4only", k8s::AddressType::IPv6)
+                        .port("http", 8080)
+                        .ep("fd00:244::9"));
+    CHECK(f.sink.take().empty());
+    CHECK(f.reg.value("kube_ipvs_endpointslices_without_service", {{"ip_family", "IPv6"}}) == 0);
+    p.onServiceDelete({"default", "v4only"});  // now it is missing
+    CHECK(f.reg.value("kube_ipvs_endpointslices_without_service", {{"ip_family", "IPv6"}}) == 1);
+    p.onServiceUpsert(svc("v4only", "10.96.0.40"));
+    CHECK(f.reg.value("kube_ipvs_endpointslices_without_service", {{"ip_family", "IPv6"}}) == 0);
+}
+
 TEST_CASE("a slice for a Service that does not exist is kept, counted once, used later",
           "[proxier][anomalies]") {
     Fixture f;

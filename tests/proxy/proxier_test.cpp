@@ -482,6 +482,70 @@ TEST_CASE("the API server's own Service is programmed before the bulk", "[proxie
     CHECK(f.ipvs.table.size() == 21);
 }
 
+TEST_CASE("a cold node programs Services while the lists arrive; removals wait for them",
+          "[proxier][early]") {
+    Fixture f;
+    f.addrs.links[kDummy].type = "dummy";
+    f.addrs.links[kDummy].addresses = {ip("10.96.9.9")};  // a leftover address of ours
+    auto& p = f.make();
+    REQUIRE(p.adopt());
+    const int adopted = f.writes();  // kube-ipvs0 and the sets
+    p.onServiceUpsert(web());
+    CHECK_FALSE(p.programEarly());  // the Node is not known yet
+    CHECK(p.syncStep(f.now()).done);
+    CHECK(f.writes() == adopted);
+    p.onNodeUpsert(node("node-1", "192.168.1.10"));
+    p.setNodeSynced();
+    REQUIRE(p.programEarly());
+    p.onSliceUpsert(webSlice({"10.244.1.7"}));
+    // A slice whose Service has not arrived yet: nothing to program for it.
+    p.onSliceUpsert(
+        SliceBuilder("default", "late-abc", "late").port("http", 8080).ep("10.244.3.3"));
+    auto s = p.syncStep(f.now());  // the bootstrap step (masquerade rules)
+    CHECK(s.early);
+    CHECK(s.done);
+    s = p.syncStep(f.now());
+    CHECK((s.early && s.done && !s.failed));
+    CHECK(f.table() == std::vector<std::string>{"10.96.0.10:80/TCP -> 10.244.1.7:8080@1"});
+    CHECK(f.bound() == std::set<net::IpAddress>{ip("10.96.0.10"), ip("10.96.9.9")});
+    // More of the lists: the Service of the waiting slice, and a second slice of web.
+    p.onServiceUpsert(ServiceBuilder("default", "late", "10.96.0.30").port("http", 80));
+    p.onSliceUpsert(SliceBuilder("default", "web-def", "web").port("http", 8080).ep("10.244.2.7"));
+    CHECK(p.syncStep(f.now()).early);
+    CHECK(f.table() ==
+          std::vector<std::string>{"10.96.0.10:80/TCP -> 10.244.1.7:8080@1 10.244.2.7:8080@1",
+                                   "10.96.0.30:80/TCP -> 10.244.3.3:8080@1"});
+    CHECK(f.bound().count(ip("10.96.9.9")) == 1);  // removals wait for the complete lists
+    CHECK_FALSE(p.initialSyncDone());
+    p.setServicesSynced();
+    p.setSlicesSynced();
+    REQUIRE(p.initialized());
+    CHECK_FALSE(p.programEarly());
+    const int before = f.ipvs.totalWrites();
+    REQUIRE(f.sync());
+    CHECK(p.initialSyncDone());
+    CHECK(f.ipvs.totalWrites() == before);  // everything was in already
+    CHECK(f.bound() == std::set<net::IpAddress>{ip("10.96.0.10"), ip("10.96.0.30")});
+}
+
+TEST_CASE("after a restart nothing is programmed before every list is complete",
+          "[proxier][early]") {
+    Fixture f;
+    programAndStop(f);
+    const int writes = f.writes();
+    f.make();
+    REQUIRE(f.p->adopt());
+    f.p->onNodeUpsert(node("node-1", "192.168.1.10"));
+    f.p->setNodeSynced();
+    // Only part of the lists: web's slice is missing, and programming now would take its
+    // real servers away.
+    f.p->onServiceUpsert(web());
+    CHECK_FALSE(f.p->programEarly());
+    CHECK(f.p->syncStep(f.now()).done);
+    CHECK(f.writes() == writes);
+    CHECK(f.ipvs.table.at(kWebVs).dests.size() == 2);
+}
+
 TEST_CASE("sync steps are bounded and stale clean-up waits for the full first sync", "[proxier]") {
     Fixture f;
     f.cfg.servicesPerStep = 5;
@@ -815,6 +879,27 @@ TEST_CASE("IPv6 proxier uses KUBE-6- sets and v6 objects only", "[proxier]") {
           std::set<SetEntry>{SetEntry::ipPort(ip("fd00:96::17"), Protocol::TCP, 80)});
     CHECK(f.bound() == std::set<net::IpAddress>{ip("fd00:96::17")});
     CHECK(f.rules.syncs.back().family == net::Family::V6);
+}
+
+TEST_CASE("a Service gaining and losing its cluster IP of the family is added and removed",
+          "[proxier]") {
+    Fixture f(net::Family::V6);
+    auto& p = f.start();
+    SliceBuilder v6("default", "d-6", "d", k8s::AddressType::IPv6);
+    v6.port("p", 8080).ep("fd00:244::7");
+    p.onServiceUpsert(ServiceBuilder("default", "d", "10.96.0.17").port("p", 80));  // IPv4 only
+    p.onSliceUpsert(v6);
+    REQUIRE(f.sync());
+    CHECK(f.ipvs.table.empty());
+    p.onServiceUpsert(
+        ServiceBuilder("default", "d", "10.96.0.17").dual("fd00:96::17").port("p", 80));
+    REQUIRE(f.sync());
+    CHECK(f.table() == std::vector<std::string>{"[fd00:96::17]:80/TCP -> [fd00:244::7]:8080@1"});
+    p.onServiceUpsert(ServiceBuilder("default", "d", "10.96.0.17").port("p", 80));  // v4 again
+    REQUIRE(f.sync());
+    CHECK(f.ipvs.table.empty());
+    CHECK(f.bound().empty());
+    CHECK(f.set(names::kSetClusterIp, net::Family::V6).empty());
 }
 
 TEST_CASE("route binding makes VIPs local with routes instead of addresses", "[proxier]") {
