@@ -284,8 +284,13 @@ class Run:
         lists = [e["ts"] - t0 for e in self.log.lists]
         self.result["cold_lists_s"] = max(lists) if lists else None
         self.result["cold_sync_s"] = s["seconds"]
+        # Where the programming time went (summed over the early steps and the first full
+        # sync; see proxy/proxier.h, Step::times).
+        self.result["cold_phases"] = {k[:-len("Seconds")]: s[k] for k in s
+                                      if k.endswith("Seconds") and k != "seconds"}
         say(f"  cold start: {s['ts'] - t0:.3f}s to the first complete sync (API lists done "
-            f"after {self.result['cold_lists_s']}s, sync itself {s['seconds']:.3f}s)")
+            f"after {self.result['cold_lists_s']}s, sync itself {s['seconds']:.3f}s; kernel "
+            f"time by part: {fmt_writes(self.result['cold_phases'])})")
         self.memory("cold")
         w = self.writes()
         self.result["cold_writes"] = w

@@ -128,6 +128,16 @@ def markdown(results, mode, binding, wall):
                    f"{f3(r['ipvsadm_restore_s'])} | {ratio(r['cold_start_s'], r['writer_s'])} | "
                    f"{ratio(r['ipvsadm_restore_s'], r['cold_start_s'])} | "
                    f"{'yes' if r.get('same_table') else 'NO'} |")
+    phases = [r for r in results if r.get("cold_phases")]
+    if phases:
+        out += ["", "Where the daemon's cold-start programming time went (seconds, IPv4 proxier; "
+                "the early steps taken while the lists arrived included):", "",
+                "| Services x endpoints | lists done s | " +
+                " | ".join(sorted(phases[0]["cold_phases"])) + " |",
+                "| --- | --- |" + " --- |" * len(phases[0]["cold_phases"])]
+        for r in phases:
+            out.append(f"| {r['services']:,} x {r['endpoints']} | {f3(r.get('cold_lists_s'))} | " +
+                       " | ".join(f3(v) for _, v in sorted(r["cold_phases"].items())) + " |")
     out += ["", "**Incremental** (API write to the end of the sync that programmed it, ms, "
             f"p50 / p99 over {results[0]['incremental']['add']['n']} changes each) and kernel "
             "writes per change:", "",
