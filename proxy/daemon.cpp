@@ -1,6 +1,7 @@
 #include "proxy/daemon.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/inotify.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -409,6 +410,7 @@ class Daemon {
     std::int64_t startWallNs_;
     std::string nodeName_;
     bool syncArmed_ = false;
+    bool heapTrimmed_ = false;
     bool stopping_ = false;
     int exitCode_ = 0;
 
@@ -807,6 +809,14 @@ void Daemon::runSync() {
                        {{"ip_family", familyLabel(fam)}})
                 .set(static_cast<double>(wallNowNs()) / 1e9);
         }
+    }
+    if (!heapTrimmed_ && std::all_of(proxiers_.begin(), proxiers_.end(),
+                                     [](const auto& p) { return p->initialSyncDone(); })) {
+        // The initial lists and the first sync leave freed memory behind (decoded objects
+        // queued between the threads, list buffers, batches); give it back once, so that the
+        // steady RSS is what the state needs.
+        heapTrimmed_ = true;
+        malloc_trim(0);
     }
     scheduler_.ran(now, failed, more);
     syncHealthChecks();
