@@ -646,11 +646,16 @@ def sigkill_mid_sync_restarts_converge_without_flushing(env):
          f"{lag:.2f}s to {lag + took:.2f}s after the API write")
     inside = 0
     for it in range(1, OPTS.crash_iterations + 1):
+        t0 = time.time()
         want = next_generation(it)
-        # Inside that window; how long a write takes to arrive varies, so some land before
-        # the first sync or after the last.
-        delay = lag + rng.uniform(0, 1) * took
-        time.sleep(delay)
+        # When the first sync of the change has ended, the rest is being programmed: kill
+        # somewhere in the first half of the remaining window (or at once, every fifth time).
+        deadline = t0 + 60
+        while not syncs_after(d, t0) and time.time() < deadline:
+            time.sleep(0.005)
+        extra = 0.0 if it % 5 == 0 else rng.uniform(0, 0.5) * took
+        time.sleep(extra)
+        delay = time.time() - t0
         d.stop(sig=signal.SIGKILL)
         killed = table_of("10.97.")
         if live(killed) not in (live(old_want), live(want)):
@@ -683,7 +688,7 @@ def sigkill_mid_sync_restarts_converge_without_flushing(env):
         wait_until(lambda: set(cluster.set_members("KUBE-CLUSTER-IP")) == want_members,
                    timeout=60, what=f"KUBE-CLUSTER-IP after kill {it}")
     note(f"{inside} of {OPTS.crash_iterations} kills interrupted a sync half-way")
-    assert inside >= 2, f"only {inside} kills landed inside a sync: the scenario tests too little"
+    assert inside >= 5, f"only {inside} kills landed inside a sync: the scenario tests too little"
     hold.stop(f"held connection through {OPTS.crash_iterations} crashes")
     assert_healthy(d)
 
