@@ -307,6 +307,45 @@ class Fake:
                 del self.requests[:100000]
             return entry["seq"]
 
+    def start_churn(self, spec):
+        """Open-loop endpoint churn inside the server (the scale benchmark's churn phase): at
+        `rate` changes per second for `seconds`, EndpointSlice `names[(i * stride) % len]`
+        ("namespace/name") gets endpoints[0].addresses[0] replaced by the next address from
+        `base`. A client driving this over HTTP tops out near 40 changes/s under emulation;
+        from here, 100/s hold."""
+        names = [tuple(n.split("/", 1)) for n in spec["names"]]
+        rate, seconds, stride = float(spec["rate"]), float(spec["seconds"]), int(spec.get("stride", 1))
+        base = int(spec.get("base", 0x0AF10000))
+        st = self.store
+        with self.lock:
+            if getattr(self, "churn", None) and self.churn["running"]:
+                raise ApiError(409, "Conflict", "a churn is running")
+            self.churn = churn = {"running": True, "times": [], "rvs": []}
+
+        def run():
+            start = time.time()
+            i = 0
+            while True:
+                due = start + i / rate
+                now = time.time()
+                if now - start >= seconds:
+                    break
+                if due > now:
+                    time.sleep(due - now)
+                key = names[(i * stride) % len(names)]
+                with st.lock:
+                    raw = json.loads(st.objects["endpointslices"][key].with_kind())
+                a = base + i + 1
+                raw["endpoints"][0]["addresses"] = ["%d.%d.%d.%d" % (a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255)]
+                t = time.time()
+                rv = st.upsert(raw)
+                churn["times"].append(t)
+                churn["rvs"].append(rv)
+                i += 1
+            churn["running"] = False
+
+        threading.Thread(target=run, daemon=True).start()
+
     def open_watches(self, res=None):
         with self.lock:
             return sum(1 for w in self.watchers if res is None or w.res == res)
@@ -933,6 +972,11 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(0.02)
             n = fake.open_watches(res)
             return self.send_json(200 if n >= want else 408, {"open": n})
+        if name == "churn" and verb == "POST":
+            fake.start_churn(data)
+            return self.send_json(200, {})
+        if name == "churn":
+            return self.send_json(200, getattr(fake, "churn", None) or {"running": False, "times": []})
         if name == "requests":
             since = int(q.get("since", 0))
             with fake.lock:
