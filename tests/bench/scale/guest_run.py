@@ -133,7 +133,9 @@ class LogTail:
             except ValueError:
                 continue
             msg = e.get("msg")
-            if msg == "Synced proxy rules":
+            if msg == "Synced proxy rules" and e.get("ipFamily") == "IPv4":
+                # The benchmark's Services are IPv4; the IPv6 proxier's first sync ends as soon
+                # as the lists do, while the IPv4 one may still be programming.
                 self.syncs.append(e)
             elif msg == "Verified kernel state":
                 self.verifies.append(e)
