@@ -1,16 +1,63 @@
 #include "k8s-client/client_thread.h"
 
+#include <pthread.h>
+
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace kipvs::k8s {
 
 namespace {
+
+// The calls waiting for the consumer, in order. Posting each call on its own woke the
+// consumer's thread once per object: 20,000 cross-thread wake-ups for a list of 10,000
+// Services and their slices, which under emulation cost more than the decoding. Calls queue
+// here instead, and one posted drain runs everything queued until it runs; while the consumer
+// is busy, a whole burst costs one wake-up. Shared, so a drain already posted stays valid
+// after the ClientThread is gone.
+class Outbox : public std::enable_shared_from_this<Outbox> {
+  public:
+    explicit Outbox(ClientThread::Post post) : post_(std::move(post)) {}
+
+    void operator()(std::function<void()> fn) {
+        bool wake = false;
+        {
+            const std::lock_guard l(m_);
+            queued_.push_back(std::move(fn));
+            wake = !drainPosted_;
+            drainPosted_ = true;
+        }
+        if (wake) {
+            post_([self = shared_from_this()] { self->drain(); });
+        }
+    }
+
+  private:
+    void drain() {
+        std::vector<std::function<void()>> batch;
+        {
+            const std::lock_guard l(m_);
+            batch.swap(queued_);
+            drainPosted_ = false;
+        }
+        for (auto& fn : batch) {
+            fn();
+        }
+    }
+
+    ClientThread::Post post_;
+    std::mutex m_;
+    std::vector<std::function<void()>> queued_;
+    bool drainPosted_ = false;
+};
 
 // Hands every call to the consumer's executor, with copies of its arguments (the client's
 // objects are only valid during the call).
@@ -95,10 +142,14 @@ class ForwardObserver final : public Observer {
 }  // namespace
 
 struct ClientThread::Impl {
-    explicit Impl(Post p) : post(std::move(p)), guard(ioc.get_executor()) {}
+    explicit Impl(Post p)
+        : outbox(std::make_shared<Outbox>(std::move(p))),
+          post([box = outbox](std::function<void()> fn) { (*box)(std::move(fn)); }),
+          guard(ioc.get_executor()) {}
 
-    Post post;
-    // Declared first: destroyed last, after everything that has operations queued on it.
+    std::shared_ptr<Outbox> outbox;
+    Post post;  // into the outbox
+    // Destroyed after everything declared below, which may have operations queued on it.
     boost::asio::io_context ioc;
     boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard;
     std::optional<ForwardHandler<Service>> services;
@@ -116,9 +167,18 @@ Result<std::unique_ptr<ClientThread>> ClientThread::start(const ClientConfig& co
                                                           const ClientOptions& options,
                                                           Consumers consumers, Post post) {
     auto impl = std::make_unique<Impl>(std::move(post));
-    impl->services.emplace(*consumers.services, impl->post);
-    impl->slices.emplace(*consumers.slices, impl->post);
-    impl->node.emplace(*consumers.node, impl->post);
+    if (consumers.services == nullptr && consumers.slices == nullptr && consumers.node == nullptr) {
+        return Error::invalid("ClientThread: nothing to watch");
+    }
+    if (consumers.services != nullptr) {
+        impl->services.emplace(*consumers.services, impl->post);
+    }
+    if (consumers.slices != nullptr) {
+        impl->slices.emplace(*consumers.slices, impl->post);
+    }
+    if (consumers.node != nullptr) {
+        impl->node.emplace(*consumers.node, impl->post);
+    }
     Observer* observer = nullptr;
     if (consumers.observer != nullptr) {
         impl->observer.emplace(*consumers.observer, impl->post);
@@ -129,16 +189,31 @@ Result<std::unique_ptr<ClientThread>> ClientThread::start(const ClientConfig& co
         return client.error();
     }
     impl->client = std::move(*client);
-    impl->serviceInformer = impl->client->watchServices(*impl->services);
-    impl->sliceInformer = impl->client->watchEndpointSlices(*impl->slices);
-    impl->nodeInformer = impl->client->watchNode(consumers.nodeName, *impl->node);
+    if (impl->services) {
+        impl->serviceInformer = impl->client->watchServices(*impl->services);
+    }
+    if (impl->slices) {
+        impl->sliceInformer = impl->client->watchEndpointSlices(*impl->slices);
+    }
+    if (impl->node) {
+        impl->nodeInformer = impl->client->watchNode(consumers.nodeName, *impl->node);
+    }
     // Starting only queues work on the io_context; it runs once the thread does (the thread's
     // creation orders everything above before it).
-    impl->serviceInformer->start();
-    impl->sliceInformer->start();
-    impl->nodeInformer->start();
+    if (impl->serviceInformer) {
+        impl->serviceInformer->start();
+    }
+    if (impl->sliceInformer) {
+        impl->sliceInformer->start();
+    }
+    if (impl->nodeInformer) {
+        impl->nodeInformer->start();
+    }
     Impl* raw = impl.get();
-    impl->thread = std::thread([raw] { raw->ioc.run(); });
+    impl->thread = std::thread([raw] {
+        pthread_setname_np(pthread_self(), "kube-ipvs-api");  // for top -H, perf, gdb
+        raw->ioc.run();
+    });
     return std::unique_ptr<ClientThread>(new ClientThread(std::move(impl)));
 }
 

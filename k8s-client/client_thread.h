@@ -32,6 +32,8 @@ class ClientThread {
   public:
     using Post = std::function<void(std::function<void()>)>;
 
+    // A null handler's resource is not watched by this thread (another may watch it: the
+    // daemon decodes Services and EndpointSlices on two threads).
     struct Consumers {
         EventHandler<Service>* services = nullptr;
         EventHandler<EndpointSlice>* slices = nullptr;
@@ -40,8 +42,9 @@ class ClientThread {
         Observer* observer = nullptr;  // may be null
     };
 
-    // Creates the client and its three informers and starts them on a new thread. Fails (and
-    // starts nothing) when the client cannot be created, e.g. for an unreadable CA file.
+    // Creates the client and an informer per non-null handler and starts them on a new
+    // thread. Fails (and starts nothing) when the client cannot be created, e.g. for an
+    // unreadable CA file, or when there is nothing to watch.
     static Result<std::unique_ptr<ClientThread>> start(const ClientConfig& config,
                                                        const ClientOptions& options,
                                                        Consumers consumers, Post post);
