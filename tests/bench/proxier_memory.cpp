@@ -83,8 +83,8 @@ int main(int argc, char** argv) {
     }
     k8s::Node nodeObj;
     nodeObj.name = "node-1";
-    nodeObj.addresses.push_back({k8s::NodeAddressType::InternalIP,
-                                 *net::IpAddress::parse("192.168.1.10")});
+    nodeObj.addresses.push_back(
+        {k8s::NodeAddressType::InternalIP, *net::IpAddress::parse("192.168.1.10")});
 
     std::vector<std::unique_ptr<proxy::Proxier>> proxiers;
     const std::size_t before = heapInUse();
@@ -130,7 +130,7 @@ int main(int argc, char** argv) {
                 ipvs.table.size(), n * e);
     std::printf("proxier_bytes=%zu ipv4=%zu ipv6=%zu grew_while_syncing=%zu\n", total, v4Bytes,
                 v6Held, withProxiers - before);
-    std::printf("bytes_per_service=%.0f (with its %d endpoints)\n",
-                static_cast<double>(total) / n, e);
+    std::printf("bytes_per_service=%.0f (with its %d endpoints)\n", static_cast<double>(total) / n,
+                e);
     return 0;
 }
