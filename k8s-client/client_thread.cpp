@@ -220,7 +220,21 @@ Result<std::unique_ptr<ClientThread>> ClientThread::start(const ClientConfig& co
 ClientThread::ClientThread(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 ClientThread::~ClientThread() {
-    stop();
+    try {
+        stop();
+    } catch (...) {
+        // Posting the shutdown (allocation) or joining failed. A joinable std::thread would
+        // terminate the process when Impl is destroyed, so stop the loop from here and, if the
+        // join still fails, let the thread go: it only runs the stopped io_context.
+        if (impl_ && impl_->thread.joinable()) {
+            impl_->ioc.stop();
+            try {
+                impl_->thread.join();
+            } catch (...) {
+                impl_->thread.detach();
+            }
+        }
+    }
 }
 
 void ClientThread::stop() {
