@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <iterator>
+#include <limits>
 
 #include "ipvs/names.h"
 #include "proxy/log.h"
@@ -1493,39 +1494,32 @@ int Proxier::reapTerminating() {
 // ---- verification -----------------------------------------------------------------------
 
 VerifyReport Proxier::verify(const KernelSnapshot& snap, std::uint64_t snapshotSeq) {
-    VerifyReport rep;
-    if (!adopted_) {
-        return rep;
+    VerifyProgress p;
+    while (!p.done) {
+        verifyStep(snap, snapshotSeq, p, std::numeric_limits<std::size_t>::max());
     }
-    auto repaired = [&](std::string_view object, int& counter) {
-        ++counter;
-        metrics_
-            .counter("kube_ipvs_drift_repairs_total",
-                     "Kernel objects found changed behind kube-ipvs' back and repaired",
-                     {{"ip_family", familyLabel_}, {"object", std::string(object)}})
-            .inc();
-    };
-    auto ownerOrPending = [&](const ipvs::ServiceKey& key) {
-        if (auto o = vsOwner_.find(key); o != vsOwner_.end()) {
-            markDirty(o->second);
-        } else if (!excluded(key.address)) {
-            vsPending_.insert(key);
-        }
-    };
-    auto skip = [&](const ipvs::ServiceKey& key) {
-        auto d = recentlyDeleted_.find(key);
-        if (d != recentlyDeleted_.end() && d->second > snapshotSeq) {
-            return true;
-        }
-        auto k = known_.find(key);
-        return k != known_.end() && k->second.touched > snapshotSeq;
-    };
+    return p.report;
+}
+
+void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
+                         VerifyProgress& progress, std::size_t budget) {
+    // Stages: 0 kube-ipvs0 and its addresses; 1..kSetCount one set each; then the virtual
+    // servers of the snapshot, `budget` at a time; then those it lacks; then the rules.
+    constexpr int kSetsFirst = 1;
+    constexpr int kIpvsStage = kSetsFirst + static_cast<int>(kSetCount);
+    constexpr int kUnseenStage = kIpvsStage + 1;
+    VerifyReport& rep = progress.report;
+    if (!adopted_) {
+        progress.done = true;
+        return;
+    }
+    auto repaired = [&](std::string_view object, int& counter) { countRepair(object, counter); };
     auto famIt = snap.families.find(cfg_.family);
     static const KernelSnapshot::Family kEmpty;
     const auto& fam = famIt == snap.families.end() ? kEmpty : famIt->second;
 
     // Link and addresses first: IPVS ownership checks read boundKnown_.
-    if (!snap.linkExists) {
+    if (progress.stage == 0 && !snap.linkExists) {
         if (vipWriteSeq_ <= snapshotSeq) {
             const std::string dev(names::kDummyInterface);
             log::warning("kube-ipvs0 was deleted; re-creating it and re-binding its addresses");
@@ -1538,7 +1532,7 @@ VerifyReport Proxier::verify(const KernelSnapshot& snap, std::uint64_t snapshotS
                 vipPending_.insert(a);
             }
         }
-    } else if (fam.vips && vipWriteSeq_ <= snapshotSeq) {
+    } else if (progress.stage == 0 && fam.vips && vipWriteSeq_ <= snapshotSeq) {
         std::unordered_set<net::IpAddress> now(fam.vips->begin(), fam.vips->end());
         for (const auto& a : now) {
             if (boundKnown_.count(a) == 0) {
@@ -1558,11 +1552,18 @@ VerifyReport Proxier::verify(const KernelSnapshot& snap, std::uint64_t snapshotS
         }
     }
 
-    // Sets.
-    for (const auto& def : setDefs()) {
+    if (progress.stage == 0) {
+        ++progress.stage;
+        return;
+    }
+
+    // Sets, one per step.
+    if (progress.stage < kIpvsStage) {
+        const auto& def = setDefs()[static_cast<std::size_t>(progress.stage - kSetsFirst)];
+        ++progress.stage;
         const auto i = static_cast<std::size_t>(def.id);
         if (setWriteSeq_[i] > snapshotSeq) {
-            continue;  // written since the snapshot: compare next time
+            return;  // written since the snapshot: compare next time
         }
         const auto& members = fam.sets[i];
         if (!members) {
@@ -1584,7 +1585,7 @@ VerifyReport Proxier::verify(const KernelSnapshot& snap, std::uint64_t snapshotS
                 setPending_[i].insert(e);
             }
             iptablesDirty_ = true;
-            continue;
+            return;
         }
         SetKnown now(members->begin(), members->end());
         for (const auto& e : now) {
@@ -1600,23 +1601,87 @@ VerifyReport Proxier::verify(const KernelSnapshot& snap, std::uint64_t snapshotS
             }
         }
         setKnown_[i] = std::move(now);
+        return;
     }
 
-    // IPVS.
-    std::unordered_set<ipvs::ServiceKey> seen;
-    for (const auto& v : snap.ipvs.services) {
+    // IPVS, `budget` virtual servers of the snapshot per step.
+    auto& seen = progress.seen;
+    if (progress.stage == kIpvsStage) {
+        const std::size_t end =
+            progress.pos + std::min(budget, snap.ipvs.services.size() - progress.pos);
+        for (; progress.pos < end; ++progress.pos) {
+            verifyVs(snap.ipvs.services[progress.pos], snapshotSeq, seen, rep);
+        }
+        if (progress.pos == snap.ipvs.services.size()) {
+            ++progress.stage;
+        }
+        return;
+    }
+    if (progress.stage == kUnseenStage) {
+        ++progress.stage;
+        verifyUnseen(snapshotSeq, seen, rep);
+        return;
+    }
+
+    // Last, the rules: judged from the snapshot's iptables-save, unless we restored since.
+    progress.done = true;
+    if (fam.iptablesSave && !iptablesDirty_ && iptablesSeq_ <= snapshotSeq) {
+        if (auto v = k_.rules.verify(cfg_.family, *fam.iptablesSave); v && *v) {
+            iptablesDirty_ = true;
+            repaired("iptables", rep.iptablesRepairs);
+        }
+    }
+    if (snap.nodeAddresses) {
+        setNodeAddresses(*snap.nodeAddresses);
+    }
+}
+
+void Proxier::countRepair(std::string_view object, int& counter) {
+    ++counter;
+    metrics_
+        .counter("kube_ipvs_drift_repairs_total",
+                 "Kernel objects found changed behind kube-ipvs' back and repaired",
+                 {{"ip_family", familyLabel_}, {"object", std::string(object)}})
+        .inc();
+}
+
+// The owner recomputes it on the next sync; an unowned one of ours is deleted then.
+void Proxier::resyncVs(const ipvs::ServiceKey& key) {
+    if (auto o = vsOwner_.find(key); o != vsOwner_.end()) {
+        markDirty(o->second);
+    } else if (!excluded(key.address)) {
+        vsPending_.insert(key);
+    }
+}
+
+// Written (or deleted) by us since the snapshot began: the snapshot may predate it.
+bool Proxier::changedSince(const ipvs::ServiceKey& key, std::uint64_t snapshotSeq) const {
+    auto d = recentlyDeleted_.find(key);
+    if (d != recentlyDeleted_.end() && d->second > snapshotSeq) {
+        return true;
+    }
+    auto k = known_.find(key);
+    return k != known_.end() && k->second.touched > snapshotSeq;
+}
+
+void Proxier::verifyVs(const IpvsSnapshot::Vs& v, std::uint64_t snapshotSeq,
+                       std::unordered_set<ipvs::ServiceKey>& seen, VerifyReport& rep) {
+    auto repaired = [&](std::string_view object, int& counter) { countRepair(object, counter); };
+    auto ownerOrPending = [&](const ipvs::ServiceKey& k) { resyncVs(k); };
+    auto skip = [&](const ipvs::ServiceKey& k) { return changedSince(k, snapshotSeq); };
+    {
         const auto& key = v.vs.key;
         if (key.family() != cfg_.family || key.fwmark != 0) {
-            continue;
+            return;
         }
         seen.insert(key);
         if (skip(key)) {
-            continue;
+            return;
         }
         auto it = known_.find(key);
         if (it == known_.end()) {
             if (!owns(key)) {
-                continue;  // someone else's
+                return;  // someone else's
             }
             KnownVs kv;
             kv.vs = v.vs;
@@ -1626,7 +1691,7 @@ VerifyReport Proxier::verify(const KernelSnapshot& snap, std::uint64_t snapshotS
             known_.emplace(key, std::move(kv));
             repaired("ipvs", rep.ipvsRepairs);
             ownerOrPending(key);
-            continue;
+            return;
         }
         KnownVs& kv = it->second;
         bool same = kv.vs.sameContent(v.vs) && kv.dests.size() == v.dests.size();
@@ -1634,7 +1699,7 @@ VerifyReport Proxier::verify(const KernelSnapshot& snap, std::uint64_t snapshotS
             same = kv.dests[i].rs == v.dests[i];
         }
         if (same) {
-            continue;
+            return;
         }
         kv.vs = v.vs;
         std::vector<KnownDest> dests;
@@ -1648,6 +1713,12 @@ VerifyReport Proxier::verify(const KernelSnapshot& snap, std::uint64_t snapshotS
         repaired("ipvs", rep.ipvsRepairs);
         ownerOrPending(key);
     }
+}
+
+void Proxier::verifyUnseen(std::uint64_t snapshotSeq, std::unordered_set<ipvs::ServiceKey>& seen,
+                           VerifyReport& rep) {
+    auto repaired = [&](std::string_view object, int& counter) { countRepair(object, counter); };
+    auto skip = [&](const ipvs::ServiceKey& k) { return changedSince(k, snapshotSeq); };
     // The kernel's dump of virtual servers resumes each part at an index into its hash table,
     // so virtual servers deleted while the snapshot was read (ours, or anyone's) shift the rest
     // and some are never sent: absent from the snapshot is not gone. Each one that looks gone
@@ -1694,19 +1765,6 @@ VerifyReport Proxier::verify(const KernelSnapshot& snap, std::uint64_t snapshotS
         ++it;
     }
     std::erase_if(recentlyDeleted_, [&](const auto& kv) { return kv.second <= snapshotSeq; });
-
-    // iptables: judged from the snapshot's iptables-save, unless we restored since.
-    if (fam.iptablesSave && !iptablesDirty_ && iptablesSeq_ <= snapshotSeq) {
-        if (auto v = k_.rules.verify(cfg_.family, *fam.iptablesSave); v && *v) {
-            iptablesDirty_ = true;
-            repaired("iptables", rep.iptablesRepairs);
-        }
-    }
-
-    if (snap.nodeAddresses) {
-        setNodeAddresses(*snap.nodeAddresses);
-    }
-    return rep;
 }
 
 }  // namespace kipvs::proxy

@@ -223,8 +223,22 @@ class Proxier {
     // Compares a snapshot with the known state and repairs drift: known state is corrected to
     // what the kernel holds and the owners are marked for the next sync. Objects we wrote
     // after the snapshot began (opSeq() > snapshotSeq) are skipped: the snapshot may predate
-    // those writes. Does no kernel I/O itself.
+    // those writes. Its only kernel I/O confirms virtual servers the snapshot lacks (a dump
+    // read while others are deleted can skip some that are there).
     VerifyReport verify(const KernelSnapshot& snap, std::uint64_t snapshotSeq);
+    // The same in bounded steps, so that comparing a 44,000-Service snapshot does not hold up
+    // events: each call compares one part (the addresses, one set, up to `budget` virtual
+    // servers, the confirmation of missing ones, the rules) and may be followed by events and
+    // syncs before the next (what they write is after the snapshot, so it is skipped).
+    struct VerifyProgress {
+        int stage = 0;
+        std::size_t pos = 0;  // next virtual server of the snapshot
+        std::unordered_set<ipvs::ServiceKey> seen;
+        VerifyReport report;
+        bool done = false;
+    };
+    void verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq, VerifyProgress& p,
+                    std::size_t budget);
     // Sequence number of the latest kernel write; take it just before starting a snapshot.
     std::uint64_t opSeq() const { return opSeq_; }
 
@@ -315,6 +329,13 @@ class Proxier {
                  double n = 1);
     void updateGauges();
     void updateTerminatingGauge();
+    void countRepair(std::string_view object, int& counter);
+    void resyncVs(const ipvs::ServiceKey& key);
+    bool changedSince(const ipvs::ServiceKey& key, std::uint64_t snapshotSeq) const;
+    void verifyVs(const IpvsSnapshot::Vs& v, std::uint64_t snapshotSeq,
+                  std::unordered_set<ipvs::ServiceKey>& seen, VerifyReport& rep);
+    void verifyUnseen(std::uint64_t snapshotSeq, std::unordered_set<ipvs::ServiceKey>& seen,
+                      VerifyReport& rep);
 
     ProxierConfig cfg_;
     KernelRefs k_;

@@ -706,6 +706,42 @@ TEST_CASE("a virtual server the snapshot's dump skipped is not drift", "[proxier
     CHECK(f.ipvs.table.size() == 300);
 }
 
+TEST_CASE("verification in bounded steps, with syncs in between, finds only real drift",
+          "[proxier]") {
+    Fixture f;
+    f.cfg.servicesPerStep = 1000;
+    auto& p = f.start();
+    for (int i = 0; i < 300; ++i) {
+        p.onServiceUpsert(ServiceBuilder("default", ("s" + std::to_string(i)).c_str(),
+                                         ("10.96.4." + std::to_string(i % 250)).c_str())
+                              .port("p", static_cast<std::uint16_t>(80 + i / 250)));
+    }
+    REQUIRE(f.sync());
+    // Someone else deletes one of ours; then the snapshot is taken.
+    const ipvs::ServiceKey gone{ip("10.96.4.7"), 80, Protocol::TCP, 0};
+    f.ipvs.table.erase(gone);
+    const auto seq = p.opSeq();
+    const auto snap = f.snapshot();
+    Proxier::VerifyProgress prog;
+    int steps = 0;
+    while (!prog.done) {
+        p.verifyStep(snap, seq, prog, 40);
+        ++steps;
+        if (steps == 20) {
+            // Between two steps, a sync deletes a Service and adds one: after the snapshot,
+            // so neither may look like drift.
+            p.onServiceDelete({"default", "s3"});
+            p.onServiceUpsert(ServiceBuilder("default", "new", "10.96.5.1").port("p", 80));
+            REQUIRE(f.sync());
+        }
+    }
+    CHECK(steps > 300 / 40);              // it was really done in parts
+    CHECK(prog.report.ipvsRepairs == 1);  // only the one deleted behind our back
+    REQUIRE(f.sync());
+    CHECK(f.ipvs.table.count(gone) == 1);
+    CHECK(f.ipvs.table.size() == 300);  // 300 - s3 + new
+}
+
 TEST_CASE("drift is found by verification, counted and repaired", "[proxier]") {
     Fixture f;
     auto& p = f.start();
