@@ -114,6 +114,7 @@ struct Proxier::Batch {
     std::vector<k8s::ObjectKey> processed;
     std::vector<ipvs::ServiceKey> convertedAdds;
     bool finalStep = false;
+    bool retryFailedSets = false;  // this step writes the held set entries too (setFailed_)
 };
 
 Proxier::Step::Times& Proxier::Step::Times::operator+=(const Times& o) {
@@ -368,8 +369,14 @@ bool Proxier::pending() const {
         !initialSyncDone_) {
         return true;
     }
-    return std::any_of(setPending_.begin(), setPending_.end(),
-                       [](const SetKnown& s) { return !s.empty(); });
+    for (std::size_t i = 0; i < kSetCount; ++i) {
+        // Entries held after a failure count only once their retry is due (setFailed_).
+        if (setPending_[i].size() > setFailed_[i].size() ||
+            (retrySetFailures_ && !setFailed_[i].empty())) {
+            return true;
+        }
+    }
+    return false;
 }
 
 // ---- anomalies: slices kept as kube-proxy keeps them ------------------------------------
@@ -859,6 +866,7 @@ bool Proxier::applySetOps(Batch& b, bool adds) {
     for (const auto& def : setDefs()) {
         const auto i = static_cast<std::size_t>(def.id);
         auto& pending = setPending_[i];
+        auto& failed = setFailed_[i];
         if (pending.empty()) {
             continue;
         }
@@ -867,10 +875,12 @@ bool Proxier::applySetOps(Batch& b, bool adds) {
             const bool want = setRefs_[i].count(*it) != 0;
             const bool have = setKnown_[i].count(*it) != 0;
             if (want == have) {
+                failed.erase(*it);
                 it = pending.erase(it);
                 continue;
             }
-            if (want == adds && (adds || b.finalStep)) {
+            if (want == adds && (adds || b.finalStep) &&
+                (b.retryFailedSets || failed.count(*it) == 0)) {
                 ops.push_back({adds ? ipvs::SetOpKind::Add : ipvs::SetOpKind::Delete, *it});
             }
             ++it;
@@ -881,15 +891,18 @@ bool Proxier::applySetOps(Batch& b, bool adds) {
         const auto name = names::setName(def.base, cfg_.family);
         setWriteSeq_[i] = ++opSeq_;
         const auto results = k_.ipset.apply(name, def.type, ops);
+        std::size_t nFailed = 0;
+        const ipvs::SetOp* firstFailed = nullptr;
+        std::string firstError;
         for (std::size_t j = 0; j < ops.size(); ++j) {
             const bool good = j < results.size() && results[j].has_value();
-            countOp("ipset", adds ? "add" : "del", good ? "done" : "failed");
             if (!good) {
-                okAll = false;
-                log::error("ipset write failed",
-                           {{"set", name},
-                            {"error", j < results.size() ? results[j].error().message
-                                                         : std::string("no result")}});
+                if (nFailed++ == 0) {
+                    firstFailed = &ops[j];
+                    firstError =
+                        j < results.size() ? results[j].error().message : std::string("no result");
+                }
+                failed.insert(ops[j].entry);
                 continue;
             }
             if (adds) {
@@ -897,7 +910,24 @@ bool Proxier::applySetOps(Batch& b, bool adds) {
             } else {
                 setKnown_[i].erase(ops[j].entry);
             }
+            failed.erase(ops[j].entry);
             pending.erase(ops[j].entry);
+        }
+        const std::string_view verb = adds ? "add" : "del";
+        countOp("ipset", verb, "done", static_cast<double>(ops.size() - nFailed));
+        if (nFailed > 0) {
+            okAll = false;
+            countOp("ipset", verb, "failed", static_cast<double>(nFailed));
+            // One line per set and write, not per entry: a full set refuses thousands at once.
+            log::error("ipset write failed", {{"set", name},
+                                              {"op", std::string(verb)},
+                                              {"failed", nFailed},
+                                              {"of", ops.size()},
+                                              {"firstEntry", firstFailed->entry.toString(def.type)},
+                                              {"error", firstError}});
+        }
+        if (!adds && nFailed < ops.size() && !failed.empty()) {
+            retrySetFailures_ = true;  // room freed: held adds may fit now
         }
     }
     return okAll;
@@ -1196,6 +1226,10 @@ bool Proxier::applyBatch(Batch& b, const SyncTime& now) {
     Step::Times scratch;
     Step::Times& t = b.times != nullptr ? *b.times : scratch;
     bool okAll = true;
+    if (b.finalStep && retrySetFailures_) {
+        b.retryFailedSets = true;
+        retrySetFailures_ = false;
+    }
     {
         const Stopwatch w(&t.ipsets);
         okAll &= applySetOps(b, true);
@@ -1413,6 +1447,15 @@ void Proxier::updateGauges() {
     for (const auto& [key, kv] : known_) {
         dests += kv.dests.size();
     }
+    std::size_t held = 0;
+    for (const auto& f : setFailed_) {
+        held += f.size();
+    }
+    metrics_
+        .gauge("kube_ipvs_ipset_entries_refused",
+               "ipset members the kernel refused (a set at maxelem), retried once per syncPeriod",
+               {{"ip_family", familyLabel_}})
+        .set(static_cast<double>(held));
     metrics_
         .gauge("kube_ipvs_virtual_servers", "IPVS virtual servers programmed",
                {{"ip_family", familyLabel_}})
@@ -1625,6 +1668,10 @@ void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
 
     // Last, the rules: judged from the snapshot's iptables-save, unless we restored since.
     progress.done = true;
+    // Set entries held after a failure are written again by the next sync, once per pass.
+    retrySetFailures_ =
+        retrySetFailures_ || std::any_of(setFailed_.begin(), setFailed_.end(),
+                                         [](const SetKnown& f) { return !f.empty(); });
     if (fam.iptablesSave && !iptablesDirty_ && iptablesSeq_ <= snapshotSeq) {
         if (auto v = k_.rules.verify(cfg_.family, *fam.iptablesSave); v && *v) {
             iptablesDirty_ = true;

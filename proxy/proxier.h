@@ -383,6 +383,11 @@ class Proxier {
     // failed write, drift, or stale after adoption).
     std::unordered_set<net::IpAddress> vipPending_;
     std::array<SetKnown, kSetCount> setPending_;
+    // Pending set entries whose last write failed (a subset of setPending_). They are retried
+    // once per verification pass or after a delete in their set freed room, not by every step:
+    // a full set refused 114,000 adds on each 100 ms step of a cold start at 44,000 Services.
+    std::array<SetKnown, kSetCount> setFailed_;
+    bool retrySetFailures_ = false;
     std::unordered_set<ipvs::ServiceKey> vsPending_;  // unowned known VSs to delete
 
     std::optional<ipvs::RulesInput> lastRules_;  // input of the last successful iptables sync
