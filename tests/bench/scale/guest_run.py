@@ -176,9 +176,17 @@ class Run:
 
     def objects(self):
         items = synth(self.n, self.e)
+        k = 0
         for it in items:
             if it["kind"] == "Node":
                 it["status"]["addresses"] = [{"type": "InternalIP", "address": nodenet.NODE_IP}]
+            elif it["kind"] == "EndpointSlice":
+                # Spread the endpoints over a 100-node cluster, so that this node hosts 1% of
+                # them as a node of a large cluster does (synth's five nodes put 88,000 members
+                # in KUBE-LOOP-BACK at 44,000 x 10, over its maxelem of 65,536).
+                for ep in it["endpoints"]:
+                    ep["nodeName"] = "node-%d" % (k % 100)
+                    k += 1
         self.seed = os.path.join(self.dir, "seed.json")
         with open(self.seed, "w") as f:
             json.dump(items, f)
