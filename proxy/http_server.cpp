@@ -21,7 +21,6 @@ using tcp = asio::ip::tcp;
 
 namespace {
 constexpr std::size_t kMaxConnections = 128;
-constexpr auto kReadTimeout = std::chrono::seconds(10);
 constexpr std::size_t kHeaderLimit = 8 * 1024;
 constexpr std::uint64_t kBodyLimit = 64 * 1024;
 }  // namespace
@@ -46,7 +45,8 @@ Result<std::pair<std::string, std::uint16_t>> splitHostPort(const std::string& h
 }
 
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
-    Impl(asio::io_context& io, HttpHandler h) : io(io), acceptor(io), handler(std::move(h)) {}
+    Impl(asio::io_context& io, HttpHandler h, HttpTimeouts t)
+        : io(io), acceptor(io), handler(std::move(h)), timeouts(t) {}
 
     class Session : public std::enable_shared_from_this<Session> {
       public:
@@ -65,7 +65,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
             parser_.emplace();
             parser_->header_limit(kHeaderLimit);
             parser_->body_limit(kBodyLimit);
-            stream_.expires_after(kReadTimeout);
+            stream_.expires_after(owner_->timeouts.read);
             http::async_read(stream_, buffer_, *parser_,
                              [self = shared_from_this()](beast::error_code ec, std::size_t) {
                                  self->onRead(ec);
@@ -100,6 +100,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
                 res->content_length(length);
             }
             const bool keep = res->keep_alive();
+            // Its own deadline: the read's would cut a large reply short.
+            stream_.expires_after(owner_->timeouts.write);
             http::async_write(
                 stream_, *res,
                 [self = shared_from_this(), res, keep](beast::error_code wec, std::size_t) {
@@ -144,6 +146,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     asio::io_context& io;
     tcp::acceptor acceptor;
     HttpHandler handler;
+    HttpTimeouts timeouts;
     std::map<Session*, std::weak_ptr<Session>> sessions;
 };
 
@@ -155,7 +158,7 @@ HttpServer::~HttpServer() {
 
 Result<std::unique_ptr<HttpServer>> HttpServer::listen(asio::io_context& io,
                                                        const std::string& hostPort,
-                                                       HttpHandler handler) {
+                                                       HttpHandler handler, HttpTimeouts timeouts) {
     auto hp = splitHostPort(hostPort);
     if (!hp) {
         return hp.error();
@@ -165,7 +168,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::listen(asio::io_context& io,
     if (ec) {
         return Error::invalid(hostPort + ": " + ec.message());
     }
-    auto impl = std::make_shared<Impl>(io, std::move(handler));
+    auto impl = std::make_shared<Impl>(io, std::move(handler), timeouts);
     const tcp::endpoint ep(addr, hp->second);
     impl->acceptor.open(ep.protocol(), ec);
     if (!ec) {

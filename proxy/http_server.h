@@ -6,6 +6,7 @@
 // file descriptors.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -43,12 +44,21 @@ struct HttpResponse {
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
+struct HttpTimeouts {
+    // A request must arrive within `read` of the connection's start or of the previous reply.
+    std::chrono::milliseconds read{10000};
+    // A reply must be taken within `write`: /metrics with per-Service counters at 44,000
+    // Services is 25 MB, which a slow scraper reads for longer than a request may take.
+    std::chrono::milliseconds write{60000};
+};
+
 class HttpServer {
   public:
     // Binds "ip:port" ("[::]:10256", "0.0.0.0:0" for any free port) and starts accepting.
     static Result<std::unique_ptr<HttpServer>> listen(boost::asio::io_context& io,
                                                       const std::string& hostPort,
-                                                      HttpHandler handler);
+                                                      HttpHandler handler,
+                                                      HttpTimeouts timeouts = {});
     ~HttpServer();
     HttpServer(const HttpServer&) = delete;
     HttpServer& operator=(const HttpServer&) = delete;
