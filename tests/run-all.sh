@@ -80,11 +80,12 @@ if configure build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=
     meson test -C build-asan --suite unit --print-errorlogs --num-processes "$jobs"
     cp build-asan/meson-logs/testlog.json "$logs/unit-asan.json"
     step "kernel tests in the guest VM under ASan+UBSan"
-    # The fault scenarios (e2e-faults) run once, from the normal build, to keep CI within its
-    # time budget; their hostile-input paths run under ASan+UBSan in the unit, integration
-    # and fuzz-regression suites.
+    # Of the fault scenarios, those that feed the daemon hostile objects and kernel faults
+    # (e2e-faults-sanitized); the API outage, the watch faults and the SIGKILLs run from the
+    # normal build only, to keep CI within its time budget (their client paths run under
+    # ASan+UBSan in integration-k8s-client and the fuzz regressions).
     meson test -C build-asan --print-errorlogs --timeout-multiplier 2 \
-        kernel-smoke kernel-ipvs-netlink kernel-ipvs-host e2e-proxy
+        kernel-smoke kernel-ipvs-netlink kernel-ipvs-host e2e-proxy e2e-faults-sanitized
     cp build-asan/meson-logs/testlog.json "$logs/kernel-asan.json"
 else
     record asan-build fail

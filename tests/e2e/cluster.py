@@ -179,13 +179,12 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime e
 
 
 def sanitizer_reports(workdir):
-    """[(log path, report excerpt)] for every daemon log in workdir with an ASan, LSan or UBSan
-    report in it."""
+    """[(log path, report excerpt)] for every daemon log under workdir (its run directories
+    too) with an ASan, LSan or UBSan report in it."""
     out = []
-    for name in sorted(os.listdir(workdir)):
-        if not name.endswith(".log"):
-            continue
-        path = os.path.join(workdir, name)
+    paths = sorted(os.path.join(d, n) for d, _, names in os.walk(workdir)
+                   for n in names if n.endswith(".log"))
+    for path in paths:
         with open(path, errors="replace") as f:
             text = f.read()
         for mark in SANITIZER_MARKS:

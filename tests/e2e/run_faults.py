@@ -905,8 +905,19 @@ def main():
     if env is None:
         print(f"1..{len(chosen)}")
         return 1
-    print(f"1..{len(chosen)}")
     code = stop_all(env)
+    # Every daemon run's log (the suite also runs an ASan+UBSan build, e2e-faults-sanitized):
+    # a sanitizer report fails the run, as in run_e2e.py.
+    reports = cluster.sanitizer_reports(env.dir)
+    n = len(chosen) + 1
+    if reports:
+        failed += 1
+        print(f"not ok {n} - no daemon run left a sanitizer report")
+        for path, text in reports:
+            sys.stderr.write(f"---- {path} ----\n{text}\n")
+    else:
+        print(f"ok {n} - no daemon run left a sanitizer report")
+    print(f"1..{n}")
     for p in env.pods.values():
         p.stop()
     note(f"total {time.time() - start:.0f}s")
