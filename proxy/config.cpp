@@ -392,9 +392,26 @@ const std::vector<Flag>& flagTable() {
          "IPVS timeout of TCP connections after FIN (0 keeps the kernel's)."},
         {"ipvs-udp-timeout", FlagKind::String, "ipvs.udpTimeout", dur(&Config::Ipvs::udpTimeout),
          "", "IPVS timeout of UDP flows (0 keeps the kernel's)."},
+        // kube-ipvs's own flags have no field in KubeProxyConfiguration, so they apply with
+        // --config too (the DaemonSet uses one).
         {"ipvs-vip-binding", FlagKind::String, "", str(&Config::vipBinding), "",
          "kube-ipvs: make VIPs local with 'address'es on kube-ipvs0 (default, as kube-proxy) "
-         "or local 'route's (scales linearly to tens of thousands of Services)."},
+         "or local 'route's (scales linearly to tens of thousands of Services).",
+         true},
+        {"ipvs-service-metrics", FlagKind::Bool, "",
+         [](Config& c, const std::string& w, std::string_view v) -> R {
+             auto b = parseBool(w, v);
+             if (!b) {
+                 return b.error();
+             }
+             c.serviceMetrics = *b;
+             return ok_();
+         },
+         "",
+         "kube-ipvs: add each Service's IPVS counters (connections, packets, bytes) to "
+         "/metrics. Off by default: 5 series per Service on every node, 25 MB per scrape at "
+         "44,000 Services.",
+         true},
         {"kube-api-qps", FlagKind::String, "clientConnection.qps",
          [](Config& c, const std::string& w, std::string_view v) -> R {
              auto d = parseDouble(w, v);

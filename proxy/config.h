@@ -99,6 +99,8 @@ struct Config {
     // ---- kube-ipvs extensions ----
     // How VIPs are made local: "address" (kube-proxy's way) or "route" (ipvs/addresses.h).
     std::string vipBinding = "address";
+    // Per-Service IPVS counters on /metrics (--ipvs-service-metrics).
+    bool serviceMetrics = false;
 
     // Messages about accepted-but-ignored flags and fields, for the log.
     std::vector<std::string> warnings;

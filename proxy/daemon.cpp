@@ -1146,7 +1146,10 @@ HttpResponse Daemon::serveMetrics(const HttpRequest& r) {
     if (path == "/metrics") {
         res.contentType = "text/plain; version=0.0.4; charset=utf-8";
         metrics_.gauge("kube_ipvs_build_info", "kube-ipvs version", {{"version", kVersion}}).set(1);
-        res.body = metrics_.render() + ipvsCounters();
+        res.body = metrics_.render();
+        if (cfg_.serviceMetrics) {
+            res.body += ipvsCounters();
+        }
     } else if (path == "/healthz") {
         res.body = "ok";
     } else if (path == "/proxyMode") {

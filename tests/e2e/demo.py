@@ -37,7 +37,8 @@ def main():
         print(f"  {o['kind']} {(ns + '/') if ns else ''}{o['metadata']['name']}")
 
     say("kube-ipvs --proxy-mode=ipvs --kubeconfig ... --hostname-override=node-1")
-    daemon = cluster.Daemon(os.path.abspath(args.kube_ipvs), api.dir, api.kubeconfig).start()
+    daemon = cluster.Daemon(os.path.abspath(args.kube_ipvs), api.dir, api.kubeconfig,
+                            extra_args=["--ipvs-service-metrics"]).start()
     try:
         daemon.wait_synced()
         nodenet.wait_until(lambda: len(cluster.ipvs_table().get("TCP 10.96.0.10:80", [])) == 3,

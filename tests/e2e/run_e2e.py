@@ -46,7 +46,8 @@ def setup(binary):
     env.dir = cluster.workdir()
     env.api = cluster.FakeApi(env.dir)
     env.api.apply(node())
-    env.daemon = cluster.Daemon(binary, env.dir, env.api.kubeconfig).start()
+    env.daemon = cluster.Daemon(binary, env.dir, env.api.kubeconfig,
+                                extra_args=["--ipvs-service-metrics"]).start()
     env.daemon.wait_synced()
     return env
 

@@ -78,6 +78,8 @@ TEST_CASE("defaults are kube-proxy's", "[config]") {
     CHECK(c.conntrack.min == 131072);
     CHECK(c.oomScoreAdj == -999);
     CHECK(c.configSyncPeriod == Duration(15min));
+    CHECK(c.vipBinding == "address");
+    CHECK_FALSE(c.serviceMetrics);
     CHECK(c.warnings.empty());
 }
 
@@ -118,6 +120,7 @@ TEST_CASE("every IPVS-mode flag sets its field", "[config]") {
                                "-v=4",
                                "--logging-format=json",
                                "--ipvs-vip-binding=route",
+                               "--ipvs-service-metrics",
                                "--config-sync-period=10m"});
     REQUIRE(r.has_value());
     const auto& c = *r;
@@ -153,6 +156,7 @@ TEST_CASE("every IPVS-mode flag sets its field", "[config]") {
     CHECK(c.logging.verbosity == 4);
     CHECK(c.logging.format == "json");
     CHECK(c.vipBinding == "route");
+    CHECK(c.serviceMetrics);
     CHECK(c.configSyncPeriod == Duration(10min));
 }
 
@@ -332,6 +336,19 @@ TEST_CASE("with --config, the file wins over flags but for hostname and logging"
     CHECK_FALSE(r->iptables.masqueradeAll);
     CHECK(hasWarning(*r, "flag --ipvs-scheduler is ignored because --config is set"));
     CHECK(hasWarning(*r, "flag --masquerade-all is ignored because --config is set"));
+}
+
+TEST_CASE("kube-ipvs's own flags apply with --config (the file has no field for them)",
+          "[config]") {
+    TempFile f(
+        "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+        "mode: ipvs\n");
+    auto r = parseCommandLine(
+        {"--config", f.path, "--ipvs-vip-binding=route", "--ipvs-service-metrics=true"});
+    REQUIRE(r.has_value());
+    CHECK(r->vipBinding == "route");
+    CHECK(r->serviceMetrics);
+    CHECK(r->warnings.empty());
 }
 
 TEST_CASE("config file errors name the file and the field", "[config]") {
