@@ -259,6 +259,16 @@ const std::vector<Flag>& flagTable() {
             return ok_();
         };
     };
+    auto boolean = [](bool& (*at)(Config&)) {
+        return [at](Config& c, const std::string& w, std::string_view v) -> R {
+            auto b = parseBool(w, v);
+            if (!b) {
+                return b.error();
+            }
+            at(c) = *b;
+            return ok_();
+        };
+    };
     static const std::vector<Flag> flags = {
         {"config", FlagKind::String, "", str(&Config::configFile), "",
          "The path to a KubeProxyConfiguration file; its values replace all other flags "
@@ -280,14 +290,7 @@ const std::vector<Flag>& flagTable() {
         {"bind-address", FlagKind::String, "bindAddress", str(&Config::bindAddress), "",
          "Overrides the node's primary IP (0.0.0.0: use the Node's address)."},
         {"bind-address-hard-fail", FlagKind::Bool, "bindAddressHardFail",
-         [](Config& c, const std::string& w, std::string_view v) -> R {
-             auto b = parseBool(w, v);
-             if (!b) {
-                 return b.error();
-             }
-             c.bindAddressHardFail = *b;
-             return ok_();
-         },
+         boolean([](Config& c) -> bool& { return c.bindAddressHardFail; }),
          "", "Exit if the health or metrics server cannot bind."},
         {"healthz-bind-address", FlagKind::String, "healthzBindAddress",
          str(&Config::healthzBindAddress), "",
@@ -340,14 +343,7 @@ const std::vector<Flag>& flagTable() {
          },
          "", "CIDRs (comma-separated) whose node addresses answer NodePorts, or 'primary'."},
         {"masquerade-all", FlagKind::Bool, "iptables.masqueradeAll",
-         [](Config& c, const std::string& w, std::string_view v) -> R {
-             auto b = parseBool(w, v);
-             if (!b) {
-                 return b.error();
-             }
-             c.iptables.masqueradeAll = *b;
-             return ok_();
-         },
+         boolean([](Config& c) -> bool& { return c.iptables.masqueradeAll; }),
          "", "SNAT all traffic sent to Service cluster IPs."},
         {"iptables-masquerade-bit", FlagKind::String, "iptables.masqueradeBit",
          [](Config& c, const std::string& w, std::string_view v) -> R {
@@ -376,14 +372,7 @@ const std::vector<Flag>& flagTable() {
          },
          "", "CIDRs (comma-separated) whose virtual servers are never deleted."},
         {"ipvs-strict-arp", FlagKind::Bool, "ipvs.strictARP",
-         [](Config& c, const std::string& w, std::string_view v) -> R {
-             auto b = parseBool(w, v);
-             if (!b) {
-                 return b.error();
-             }
-             c.ipvs.strictARP = *b;
-             return ok_();
-         },
+         boolean([](Config& c) -> bool& { return c.ipvs.strictARP; }),
          "", "Set arp_ignore=1 and arp_announce=2."},
         {"ipvs-tcp-timeout", FlagKind::String, "ipvs.tcpTimeout", dur(&Config::Ipvs::tcpTimeout),
          "", "IPVS idle timeout of TCP connections (0 keeps the kernel's)."},
@@ -399,14 +388,7 @@ const std::vector<Flag>& flagTable() {
          "or local 'route's (scales linearly to tens of thousands of Services).",
          true},
         {"ipvs-service-metrics", FlagKind::Bool, "",
-         [](Config& c, const std::string& w, std::string_view v) -> R {
-             auto b = parseBool(w, v);
-             if (!b) {
-                 return b.error();
-             }
-             c.serviceMetrics = *b;
-             return ok_();
-         },
+         boolean([](Config& c) -> bool& { return c.serviceMetrics; }),
          "",
          "kube-ipvs: add each Service's IPVS counters (connections, packets, bytes) to "
          "/metrics. Off by default: 5 series per Service on every node, 25 MB per scrape at "
@@ -489,14 +471,7 @@ const std::vector<Flag>& flagTable() {
          },
          "", "nf_conntrack_tcp_timeout_close_wait (0 leaves it). Default 1h."},
         {"conntrack-tcp-be-liberal", FlagKind::Bool, "conntrack.tcpBeLiberal",
-         [](Config& c, const std::string& w, std::string_view v) -> R {
-             auto b = parseBool(w, v);
-             if (!b) {
-                 return b.error();
-             }
-             c.conntrack.tcpBeLiberal = *b;
-             return ok_();
-         },
+         boolean([](Config& c) -> bool& { return c.conntrack.tcpBeLiberal; }),
          "", "Set nf_conntrack_tcp_be_liberal=1."},
         {"conntrack-udp-timeout", FlagKind::String, "conntrack.udpTimeout",
          [](Config& c, const std::string& w, std::string_view v) -> R {
@@ -529,25 +504,11 @@ const std::vector<Flag>& flagTable() {
          },
          "", "The oom_score_adj of the process, in [-1000, 1000]. Default -999."},
         {"cleanup", FlagKind::Bool, "",
-         [](Config& c, const std::string& w, std::string_view v) -> R {
-             auto b = parseBool(w, v);
-             if (!b) {
-                 return b.error();
-             }
-             c.cleanup = *b;
-             return ok_();
-         },
+         boolean([](Config& c) -> bool& { return c.cleanup; }),
          "", "Remove everything kube-ipvs (or kube-proxy in ipvs mode) programmed, then exit.",
          true},
         {"init-only", FlagKind::Bool, "",
-         [](Config& c, const std::string& w, std::string_view v) -> R {
-             auto b = parseBool(w, v);
-             if (!b) {
-                 return b.error();
-             }
-             c.initOnly = *b;
-             return ok_();
-         },
+         boolean([](Config& c) -> bool& { return c.initOnly; }),
          "", "Set the sysctls and IPVS timeouts, then exit.", true},
         {"write-config-to", FlagKind::String, "", str(&Config::writeConfigTo), "",
          "Write the effective configuration to this file as YAML, then exit.", true},
@@ -568,24 +529,10 @@ const std::vector<Flag>& flagTable() {
          },
          "", "Log format: text (klog style) or json.", true},
         {"profiling", FlagKind::Bool, "enableProfiling",
-         [](Config& c, const std::string& w, std::string_view v) -> R {
-             auto b = parseBool(w, v);
-             if (!b) {
-                 return b.error();
-             }
-             c.enableProfiling = *b;
-             return ok_();
-         },
+         boolean([](Config& c) -> bool& { return c.enableProfiling; }),
          "", "Accepted for compatibility; Go's pprof endpoints do not exist in kube-ipvs."},
         {"version", FlagKind::Bool, "",
-         [](Config& c, const std::string& w, std::string_view v) -> R {
-             auto b = parseBool(w, v);
-             if (!b) {
-                 return b.error();
-             }
-             c.showVersion = *b;
-             return ok_();
-         },
+         boolean([](Config& c) -> bool& { return c.showVersion; }),
          "", "Print the version and exit.", true},
         {"help", FlagKind::Bool, "",
          [](Config& c, const std::string&, std::string_view) -> R {

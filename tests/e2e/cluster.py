@@ -195,6 +195,21 @@ def sanitizer_reports(workdir):
     return out
 
 
+def tap_sanitizers(n, workdir, exit_code=None):
+    """Prints TAP line n: no daemon log under workdir holds a sanitizer report (the suites
+    also run from an ASan+UBSan build) and, if given, the daemon's exit code on SIGTERM was
+    clean. Returns True if it passed."""
+    reports = sanitizer_reports(workdir)
+    what = "no daemon run left a sanitizer report"
+    if exit_code not in (0, None) or reports:
+        print(f"not ok {n} - {what}, and the daemon exited cleanly (exit {exit_code})")
+        for path, text in reports:
+            sys.stderr.write(f"---- {path} ----\n{text}\n")
+        return False
+    print(f"ok {n} - {what}, and the daemon exited cleanly")
+    return True
+
+
 class Daemon:
     def __init__(self, binary, workdir, kubeconfig, extra_args=(), name="kube-ipvs"):
         self.binary, self.dir, self.kubeconfig = binary, workdir, kubeconfig
