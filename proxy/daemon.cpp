@@ -1146,6 +1146,9 @@ HttpResponse Daemon::serveMetrics(const HttpRequest& r) {
     if (path == "/metrics") {
         res.contentType = "text/plain; version=0.0.4; charset=utf-8";
         metrics_.gauge("kube_ipvs_build_info", "kube-ipvs version", {{"version", kVersion}}).set(1);
+        for (auto& p : proxiers_) {
+            p->refreshGauges();
+        }
         res.body = metrics_.render();
         if (cfg_.serviceMetrics) {
             res.body += ipvsCounters();

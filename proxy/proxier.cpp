@@ -1399,7 +1399,7 @@ Proxier::Step Proxier::syncStep(const SyncTime& now) {
         }
         step.aborted = !rulesOk;
         good = rulesOk && good;
-        updateGauges();
+        updateTerminatingGauge();  // the rest: refreshGauges(), at scrape time
     }
     // Failed IPVS writes marked their Service dirty again; those are retried on the next sync
     // (after the runner's retry delay), not in this one.
@@ -1426,7 +1426,7 @@ bool Proxier::syncAll(const SyncTime& now) {
     return good;
 }
 
-void Proxier::updateGauges() {
+void Proxier::refreshGauges() {
     int noLocalInternal = 0;
     int noLocalExternal = 0;
     for (const auto& [key, c] : contrib_) {

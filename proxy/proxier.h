@@ -239,6 +239,10 @@ class Proxier {
     };
     void verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq, VerifyProgress& p,
                     std::size_t budget);
+    // Sets the gauges that count all Services (virtual and real servers, Services without
+    // local endpoints, refused set members). O(Services), so called when /metrics is
+    // rendered, not by every sync.
+    void refreshGauges();
     // Sequence number of the latest kernel write; take it just before starting a snapshot.
     std::uint64_t opSeq() const { return opSeq_; }
 
@@ -327,7 +331,6 @@ class Proxier {
     Result<void> readSets();
     void countOp(std::string_view object, std::string_view op, std::string_view result,
                  double n = 1);
-    void updateGauges();
     void updateTerminatingGauge();
     void countRepair(std::string_view object, int& counter);
     void resyncVs(const ipvs::ServiceKey& key);

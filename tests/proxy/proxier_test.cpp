@@ -698,6 +698,7 @@ TEST_CASE(
     CHECK(attempts == 6);  // each member tried once, not once per step
     CHECK(f.ops("ipset", "add", "failed") == 4);
     CHECK(f.ipvs.table.size() == 6);  // the rest is programmed
+    p.refreshGauges();
     CHECK(f.reg.value("kube_ipvs_ipset_entries_refused", {{"ip_family", "IPv4"}}) == 4);
     CHECK_FALSE(p.pending());
     // Another change: its sync does not write the held members again.
@@ -726,6 +727,7 @@ TEST_CASE(
     CHECK(p.verify(f.snapshot(), p.opSeq()).total() == 0);
     REQUIRE(f.sync());
     CHECK(f.set(names::kSetLoopBack).size() == 5);
+    p.refreshGauges();
     CHECK(f.reg.value("kube_ipvs_ipset_entries_refused", {{"ip_family", "IPv4"}}) == 0);
     CHECK_FALSE(p.pending());
     CHECK(f.ops("ipset", "add", "failed") == 4 + 4 + 3);
@@ -1136,4 +1138,34 @@ TEST_CASE("a weight-0 leftover that is still wanted is reset on the first sync",
     CHECK(f.journal ==
           std::vector<std::string>{"ipvs update-dest 10.96.0.10:80/TCP -> 10.244.1.7:8080"});
     CHECK(f.p->terminatingCount() == 0);
+}
+
+TEST_CASE("the gauges that count every Service are set when refreshed, not by each sync",
+          "[proxier]") {
+    // Counting them walks every Service: the daemon refreshes them when /metrics is rendered,
+    // so a sync stays O(what changed).
+    Fixture f;
+    auto& p = f.start();
+    p.onServiceUpsert(web());
+    p.onSliceUpsert(webSlice({"10.244.1.7", "10.244.2.7"}));
+    p.onServiceUpsert(ServiceBuilder("default", "local", "10.96.0.20").port("p", 80).itpLocal());
+    SliceBuilder elsewhere("default", "local-1", "local");
+    elsewhere.port("p", 80).ep("10.244.2.9", "node-2");  // endpoints, none on this node
+    p.onSliceUpsert(elsewhere);
+    REQUIRE(f.sync());
+    const auto gauge = [&](const char* name, metrics::Labels l = {{"ip_family", "IPv4"}}) {
+        return f.reg.value(name, l);
+    };
+    CHECK(gauge("kube_ipvs_virtual_servers") == 0);
+    p.refreshGauges();
+    CHECK(gauge("kube_ipvs_virtual_servers") == 2);
+    CHECK(gauge("kube_ipvs_real_servers") == 2);
+    CHECK(gauge("kubeproxy_sync_proxy_rules_no_local_endpoints_total",
+                {{"ip_family", "IPv4"}, {"traffic_policy", "internal"}}) == 1);
+    p.onServiceDelete({"default", "web"});
+    REQUIRE(f.sync());
+    CHECK(gauge("kube_ipvs_virtual_servers") == 2);
+    p.refreshGauges();
+    CHECK(gauge("kube_ipvs_virtual_servers") == 1);
+    CHECK(gauge("kube_ipvs_real_servers") == 0);
 }
