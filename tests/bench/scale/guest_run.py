@@ -334,11 +334,17 @@ class Run:
         return s["ts"] - t0, s
 
     def endpoint_change(self, k):
-        """Replaces endpoint 0 of Service k (not a local endpoint: node-0)."""
+        """Replaces one endpoint of Service k, or of the next Service that has one that is not
+        on this node (a local one would also change KUBE-LOOP-BACK, rightly)."""
         i = (k * 7919) % self.n
-        sl = json.loads(json.dumps(self.slices["svc-%d-abcde" % i]))
+        while True:
+            sl = json.loads(json.dumps(self.slices["svc-%d-abcde" % i]))
+            remote = [ep for ep in sl["endpoints"] if ep.get("nodeName") != cluster.NODE]
+            if remote:
+                break
+            i = (i + 1) % self.n
         self.ep_seq = getattr(self, "ep_seq", 0) + 1
-        sl["endpoints"][0]["addresses"] = [ip4(EP_BASE + self.ep_seq)]
+        remote[0]["addresses"] = [ip4(EP_BASE + self.ep_seq)]
         self.slices[sl["metadata"]["name"]] = sl
         return self.change([sl])
 
