@@ -195,6 +195,18 @@ def sanitizer_reports(workdir):
     return out
 
 
+def create_pods(env):
+    """The pods the e2e scenarios share: a, b and d on this node, c on node-2, each serving TCP
+    8080 and UDP 5353, in env.pods; and the external client env.ext."""
+    env.pods = {}
+    for name, ip, host in (("a", "10.244.1.2", "node-1"), ("b", "10.244.1.3", "node-1"),
+                           ("c", "10.244.2.2", "node-2"), ("d", "10.244.1.4", "node-1")):
+        p = nodenet.Pod(name, ip).create().serve(tcp=[8080], udp=[5353])
+        p.node = host
+        env.pods[name] = p
+    env.ext = nodenet.Client("ext", 200).create()
+
+
 def tap_sanitizers(n, workdir, exit_code=None):
     """Prints TAP line n: no daemon log under workdir holds a sanitizer report (the suites
     also run from an ASan+UBSan build) and, if given, the daemon's exit code on SIGTERM was

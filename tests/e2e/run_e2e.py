@@ -35,13 +35,7 @@ class Env:
 def setup(binary):
     env = Env()
     nodenet.setup_node()
-    env.pods = {}
-    for name, ip, host in (("a", "10.244.1.2", "node-1"), ("b", "10.244.1.3", "node-1"),
-                           ("c", "10.244.2.2", "node-2"), ("d", "10.244.1.4", "node-1")):
-        p = nodenet.Pod(name, ip).create().serve(tcp=[8080], udp=[5353])
-        p.node = host
-        env.pods[name] = p
-    env.ext = nodenet.Client("ext", 200).create()
+    cluster.create_pods(env)
     env.deny = nodenet.Client("deny", 201).create()
     env.dir = cluster.workdir()
     env.api = cluster.FakeApi(env.dir)
