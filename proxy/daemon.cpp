@@ -389,7 +389,7 @@ class Daemon {
     void scheduleVerify();
     void startVerify();
     struct CompareRun {
-        std::shared_ptr<const KernelSnapshot> snap;
+        KernelSnapshot snap;
         std::vector<std::uint64_t> seqs;
         std::size_t proxier = 0;
         Proxier::VerifyProgress progress;
@@ -926,7 +926,7 @@ void Daemon::startVerify() {
                 return;
             }
             auto run = std::make_shared<CompareRun>();
-            run->snap = std::make_shared<KernelSnapshot>(std::move(*snap));
+            run->snap = std::move(*snap);
             run->seqs = seqs;
             run->startedUnixMs = verifyStartWall;
             run->readSeconds = std::chrono::duration<double>(readDone - verifyStart).count();
@@ -946,7 +946,7 @@ void Daemon::compareStep(const std::shared_ptr<CompareRun>& run) {
     }
     const auto t0 = SteadyClock::now();
     auto& p = *proxiers_[run->proxier];
-    p.verifyStep(*run->snap, run->seqs[run->proxier], run->progress, kCompareBudget);
+    p.verifyStep(run->snap, run->seqs[run->proxier], run->progress, kCompareBudget);
     run->busySeconds += std::chrono::duration<double>(SteadyClock::now() - t0).count();
     if (run->progress.done) {
         const auto& rep = run->progress.report;

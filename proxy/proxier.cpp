@@ -1556,7 +1556,6 @@ void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
         progress.done = true;
         return;
     }
-    auto repaired = [&](std::string_view object, int& counter) { countRepair(object, counter); };
     auto famIt = snap.families.find(cfg_.family);
     static const KernelSnapshot::Family kEmpty;
     const auto& fam = famIt == snap.families.end() ? kEmpty : famIt->second;
@@ -1569,7 +1568,7 @@ void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
             if (auto c = k_.addresses.ensureDummy(dev); c) {
                 countOp("link", "add", "done");
             }
-            repaired("link", rep.addressRepairs);
+            countRepair("link", rep.addressRepairs);
             boundKnown_.clear();
             for (const auto& [a, refs] : bindRefs_) {
                 vipPending_.insert(a);
@@ -1581,13 +1580,13 @@ void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
             if (boundKnown_.count(a) == 0) {
                 boundKnown_.insert(a);
                 vipPending_.insert(a);
-                repaired("address", rep.addressRepairs);
+                countRepair("address", rep.addressRepairs);
             }
         }
         for (auto it = boundKnown_.begin(); it != boundKnown_.end();) {
             if (now.count(*it) == 0) {
                 vipPending_.insert(*it);
-                repaired("address", rep.addressRepairs);
+                countRepair("address", rep.addressRepairs);
                 it = boundKnown_.erase(it);
             } else {
                 ++it;
@@ -1618,7 +1617,7 @@ void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
                 countOp("ipset", "create", "done");
             }
             if (!setKnown_[i].empty() || !setRefs_[i].empty()) {
-                repaired("ipset", rep.setRepairs);
+                countRepair("ipset", rep.setRepairs);
             }
             for (const auto& e : setKnown_[i]) {
                 setPending_[i].insert(e);
@@ -1634,13 +1633,13 @@ void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
         for (const auto& e : now) {
             if (setKnown_[i].count(e) == 0) {
                 setPending_[i].insert(e);
-                repaired("ipset", rep.setRepairs);
+                countRepair("ipset", rep.setRepairs);
             }
         }
         for (const auto& e : setKnown_[i]) {
             if (now.count(e) == 0) {
                 setPending_[i].insert(e);
-                repaired("ipset", rep.setRepairs);
+                countRepair("ipset", rep.setRepairs);
             }
         }
         setKnown_[i] = std::move(now);
@@ -1675,7 +1674,7 @@ void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
     if (fam.iptablesSave && !iptablesDirty_ && iptablesSeq_ <= snapshotSeq) {
         if (auto v = k_.rules.verify(cfg_.family, *fam.iptablesSave); v && *v) {
             iptablesDirty_ = true;
-            repaired("iptables", rep.iptablesRepairs);
+            countRepair("iptables", rep.iptablesRepairs);
         }
     }
     if (snap.nodeAddresses) {
@@ -1713,59 +1712,51 @@ bool Proxier::changedSince(const ipvs::ServiceKey& key, std::uint64_t snapshotSe
 
 void Proxier::verifyVs(const IpvsSnapshot::Vs& v, std::uint64_t snapshotSeq,
                        std::unordered_set<ipvs::ServiceKey>& seen, VerifyReport& rep) {
-    auto repaired = [&](std::string_view object, int& counter) { countRepair(object, counter); };
-    auto ownerOrPending = [&](const ipvs::ServiceKey& k) { resyncVs(k); };
-    auto skip = [&](const ipvs::ServiceKey& k) { return changedSince(k, snapshotSeq); };
-    {
-        const auto& key = v.vs.key;
-        if (key.family() != cfg_.family || key.fwmark != 0) {
-            return;
-        }
-        seen.insert(key);
-        if (skip(key)) {
-            return;
-        }
-        auto it = known_.find(key);
-        if (it == known_.end()) {
-            if (!owns(key)) {
-                return;  // someone else's
-            }
-            KnownVs kv;
-            kv.vs = v.vs;
-            for (const auto& d : v.dests) {
-                kv.dests.push_back(KnownDest{d, false});
-            }
-            known_.emplace(key, std::move(kv));
-            repaired("ipvs", rep.ipvsRepairs);
-            ownerOrPending(key);
-            return;
-        }
-        KnownVs& kv = it->second;
-        bool same = kv.vs.sameContent(v.vs) && kv.dests.size() == v.dests.size();
-        for (std::size_t i = 0; same && i < v.dests.size(); ++i) {
-            same = kv.dests[i].rs == v.dests[i];
-        }
-        if (same) {
-            return;
-        }
-        kv.vs = v.vs;
-        std::vector<KnownDest> dests;
-        for (const auto& d : v.dests) {
-            auto t = terminating_.find(key);
-            const bool term =
-                d.weight == 0 && t != terminating_.end() && t->second.count(d.key) != 0;
-            dests.push_back(KnownDest{d, term});
-        }
-        kv.dests = std::move(dests);
-        repaired("ipvs", rep.ipvsRepairs);
-        ownerOrPending(key);
+    const auto& key = v.vs.key;
+    if (key.family() != cfg_.family || key.fwmark != 0) {
+        return;
     }
+    seen.insert(key);
+    if (changedSince(key, snapshotSeq)) {
+        return;
+    }
+    auto it = known_.find(key);
+    if (it == known_.end()) {
+        if (!owns(key)) {
+            return;  // someone else's
+        }
+        KnownVs kv;
+        kv.vs = v.vs;
+        for (const auto& d : v.dests) {
+            kv.dests.push_back(KnownDest{d, false});
+        }
+        known_.emplace(key, std::move(kv));
+        countRepair("ipvs", rep.ipvsRepairs);
+        resyncVs(key);
+        return;
+    }
+    KnownVs& kv = it->second;
+    bool same = kv.vs.sameContent(v.vs) && kv.dests.size() == v.dests.size();
+    for (std::size_t i = 0; same && i < v.dests.size(); ++i) {
+        same = kv.dests[i].rs == v.dests[i];
+    }
+    if (same) {
+        return;
+    }
+    kv.vs = v.vs;
+    std::vector<KnownDest> dests;
+    for (const auto& d : v.dests) {
+        auto t = terminating_.find(key);
+        const bool term = d.weight == 0 && t != terminating_.end() && t->second.count(d.key) != 0;
+        dests.push_back(KnownDest{d, term});
+    }
+    kv.dests = std::move(dests);
+    countRepair("ipvs", rep.ipvsRepairs);
+    resyncVs(key);
 }
 
-void Proxier::verifyUnseen(std::uint64_t snapshotSeq, std::unordered_set<ipvs::ServiceKey>& seen,
-                           VerifyReport& rep) {
-    auto repaired = [&](std::string_view object, int& counter) { countRepair(object, counter); };
-    auto skip = [&](const ipvs::ServiceKey& k) { return changedSince(k, snapshotSeq); };
+void Proxier::verifyUnseen(std::uint64_t snapshotSeq,
+                           const std::unordered_set<ipvs::ServiceKey>& seen, VerifyReport& rep) {
     // The kernel's dump of virtual servers resumes each part at an index into its hash table,
     // so virtual servers deleted while the snapshot was read (ours, or anyone's) shift the rest
     // and some are never sent: absent from the snapshot is not gone. Each one that looks gone
@@ -1773,43 +1764,37 @@ void Proxier::verifyUnseen(std::uint64_t snapshotSeq, std::unordered_set<ipvs::S
     // virtual servers 'repaired' by re-adding what was there, while Services were deleted).
     std::vector<ipvs::ServiceKey> unseen;
     for (const auto& [key, kv] : known_) {
-        if (key.family() == cfg_.family && seen.count(key) == 0 && !skip(key)) {
+        if (key.family() == cfg_.family && seen.count(key) == 0 &&
+            !changedSince(key, snapshotSeq)) {
             unseen.push_back(key);
         }
     }
-    if (!unseen.empty()) {
-        std::unordered_set<ipvs::ServiceKey> present;
-        if (unseen.size() <= kConfirmOneByOne) {
-            for (const auto& key : unseen) {
-                if (auto r = k_.ipvs.service(key); !r || *r) {
-                    present.insert(key);  // there, or unknown: judged by the next pass
-                }
+    std::unordered_set<ipvs::ServiceKey> present;
+    if (unseen.size() <= kConfirmOneByOne) {
+        for (const auto& key : unseen) {
+            if (auto r = k_.ipvs.service(key); !r || *r) {
+                present.insert(key);  // there, or unknown: judged by the next pass
             }
-        } else if (auto r = k_.ipvs.walk(
-                       [&](const ipvs::ServiceEntry& e, std::span<const ipvs::DestEntry> /*ds*/) {
-                           present.insert(e.service.key);
-                       });
-                   !r) {
-            present.insert(unseen.begin(), unseen.end());  // unknown: judge next time
         }
-        for (const auto& key : present) {
-            seen.insert(key);
-        }
+    } else if (auto r = k_.ipvs.walk(
+                   [&](const ipvs::ServiceEntry& e, std::span<const ipvs::DestEntry> /*ds*/) {
+                       present.insert(e.service.key);
+                   });
+               !r) {
+        present.insert(unseen.begin(), unseen.end());  // unknown: judge next time
     }
-    for (auto it = known_.begin(); it != known_.end();) {
-        const auto& key = it->first;
-        if (key.family() == cfg_.family && seen.count(key) == 0 && !skip(key)) {
-            repaired("ipvs", rep.ipvsRepairs);
-            terminating_.erase(key);
-            const auto k = key;
-            it = known_.erase(it);
-            if (auto o = vsOwner_.find(k); o != vsOwner_.end()) {
-                markDirty(o->second);
-            }
-            vsPending_.erase(k);
+    // Gone indeed: forget it; its owner recomputes it on the next sync.
+    for (const auto& key : unseen) {
+        if (present.count(key) != 0) {
             continue;
         }
-        ++it;
+        countRepair("ipvs", rep.ipvsRepairs);
+        terminating_.erase(key);
+        known_.erase(key);
+        if (auto o = vsOwner_.find(key); o != vsOwner_.end()) {
+            markDirty(o->second);
+        }
+        vsPending_.erase(key);
     }
     std::erase_if(recentlyDeleted_, [&](const auto& kv) { return kv.second <= snapshotSeq; });
 }

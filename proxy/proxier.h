@@ -337,7 +337,7 @@ class Proxier {
     bool changedSince(const ipvs::ServiceKey& key, std::uint64_t snapshotSeq) const;
     void verifyVs(const IpvsSnapshot::Vs& v, std::uint64_t snapshotSeq,
                   std::unordered_set<ipvs::ServiceKey>& seen, VerifyReport& rep);
-    void verifyUnseen(std::uint64_t snapshotSeq, std::unordered_set<ipvs::ServiceKey>& seen,
+    void verifyUnseen(std::uint64_t snapshotSeq, const std::unordered_set<ipvs::ServiceKey>& seen,
                       VerifyReport& rep);
 
     ProxierConfig cfg_;
