@@ -1,0 +1,73 @@
+#include "proxy/process.h"
+
+#include <fstream>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+using namespace kipvs;
+
+namespace {
+
+// Resident pages of this process (/proc/self/statm, second field), in bytes.
+long residentBytes() {
+    std::ifstream f("/proc/self/statm");
+    long size = 0;
+    long resident = 0;
+    f >> size >> resident;
+    return resident * 4096;
+}
+
+}  // namespace
+
+TEST_CASE("the verification reader lowers its own thread's priority, not the process's",
+          "[process]") {
+    const int before = proxy::threadNice();
+    int inThread = -100;
+    bool ok = false;
+    std::thread t([&] {
+        ok = proxy::lowerThreadPriority(10);
+        inThread = proxy::threadNice();
+    });
+    t.join();
+    REQUIRE(ok);
+    CHECK(inThread == std::min(before + 10, 19));
+    CHECK(proxy::threadNice() == before);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define KIPVS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KIPVS_ASAN 1
+#endif
+#endif
+
+TEST_CASE("releaseFreeHeap gives freed heap pages back to the kernel", "[process]") {
+#ifdef KIPVS_ASAN
+    WARN("skipped under AddressSanitizer: its allocator keeps freed memory in quarantine and "
+         "does not use glibc's heap that malloc_trim releases");
+#else
+    // 64 MiB in small blocks (below the mmap threshold, so they come from the heap), then all
+    // freed but the last, which pins the top of the heap: free() alone cannot shrink it.
+    std::vector<std::unique_ptr<char[]>> blocks;
+    constexpr std::size_t kBlock = 4000;
+    constexpr std::size_t kCount = (64U << 20) / kBlock;
+    blocks.reserve(kCount);
+    for (std::size_t i = 0; i < kCount; ++i) {
+        blocks.emplace_back(new char[kBlock]);
+        std::fill_n(blocks.back().get(), kBlock, static_cast<char>(i));
+    }
+    auto pin = std::move(blocks.back());
+    blocks.clear();
+    blocks.shrink_to_fit();
+    const long before = residentBytes();
+    CHECK(proxy::releaseFreeHeap());
+    const long after = residentBytes();
+    INFO("resident before " << before << " after " << after);
+    CHECK(before - after > (48L << 20));
+    CHECK(pin[0] == static_cast<char>(kCount - 1));
+#endif
+}
