@@ -117,10 +117,28 @@ struct It {
             std::cerr << "\n  watches: " << observer.watches.size()
                       << ", retries: " << observer.retries << ", events: " << observer.events
                       << "\n";
+            dumpServerView();
         }
         return pred();
     }
     // Runs until the server has `n` open watches on `resource`.
+    // What the fake server saw: its request log, open watches and fault rules (a rare CI
+    // failure of a re-watch could not be explained from the client's side alone).
+    void dumpServerView() {
+        try {
+            std::cerr << "server saw:\n";
+            for (const auto& r : server->control("GET", "requests").at("requests").as_array()) {
+                const auto& o = r.as_object();
+                std::cerr << "  #" << o.at("seq") << " t=" << o.at("time") << " "
+                          << o.at("method").as_string() << " " << o.at("path").as_string() << "?"
+                          << o.at("query").as_string() << "\n";
+            }
+            std::cerr << "  watches: " << server->control("GET", "watches") << "\n";
+            std::cerr << "  faults: " << server->control("GET", "faults") << "\n";
+        } catch (const std::exception& e) {
+            std::cerr << "  (server not reachable: " << e.what() << ")\n";
+        }
+    }
     bool waitWatches(int n, const std::string& resource = "services") {
         return runUntil([&] {
             auto v = server->control("GET", "watches");
