@@ -1,5 +1,8 @@
 #include "proxy/process.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <thread>
@@ -9,16 +12,26 @@
 
 using namespace kipvs;
 
+#if defined(__SANITIZE_ADDRESS__)
+#define KIPVS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KIPVS_ASAN 1
+#endif
+#endif
+
 namespace {
 
+#ifndef KIPVS_ASAN
 // Resident pages of this process (/proc/self/statm, second field), in bytes.
 long residentBytes() {
     std::ifstream f("/proc/self/statm");
     long size = 0;
     long resident = 0;
     f >> size >> resident;
-    return resident * 4096;
+    return resident * sysconf(_SC_PAGESIZE);
 }
+#endif
 
 }  // namespace
 
@@ -37,18 +50,11 @@ TEST_CASE("the verification reader lowers its own thread's priority, not the pro
     CHECK(proxy::threadNice() == before);
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define KIPVS_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define KIPVS_ASAN 1
-#endif
-#endif
-
 TEST_CASE("releaseFreeHeap gives freed heap pages back to the kernel", "[process]") {
 #ifdef KIPVS_ASAN
-    WARN("skipped under AddressSanitizer: its allocator keeps freed memory in quarantine and "
-         "does not use glibc's heap that malloc_trim releases");
+    WARN(
+        "skipped under AddressSanitizer: its allocator keeps freed memory in quarantine and "
+        "does not use glibc's heap that malloc_trim releases");
 #else
     // 64 MiB in small blocks (below the mmap threshold, so they come from the heap), then all
     // freed but the last, which pins the top of the heap: free() alone cannot shrink it.
