@@ -901,7 +901,7 @@ void Daemon::startVerify() {
     verifier_ = std::thread([this, seqs, families, binding, verifyStart, verifyStartWall] {
         pthread_setname_np(pthread_self(), "kube-ipvs-ver");
         // Below the io thread and the API client's threads: the read is background work
-        // (3.5 s at 10,000 Services, 23 s at 44,000 under emulation) and must not take their
+        // (2.5 s at 10,000 Services, 24-31 s at 44,000 under emulation) and must not take their
         // CPU while events arrive. The netlink dumps run in this thread's context too.
         lowerThreadPriority(kVerifierNice);
         Result<KernelSnapshot> snap = Error::invalid("no snapshot");

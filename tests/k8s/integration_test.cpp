@@ -121,7 +121,6 @@ struct It {
         }
         return pred();
     }
-    // Runs until the server has `n` open watches on `resource`.
     // What the fake server saw: its request log, open watches and fault rules (a rare CI
     // failure of a re-watch could not be explained from the client's side alone).
     void dumpServerView() {
@@ -139,6 +138,7 @@ struct It {
             std::cerr << "  (server not reachable: " << e.what() << ")\n";
         }
     }
+    // Runs until the server has `n` open watches on `resource`.
     bool waitWatches(int n, const std::string& resource = "services") {
         return runUntil([&] {
             auto v = server->control("GET", "watches");

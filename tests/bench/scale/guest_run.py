@@ -336,15 +336,18 @@ class Run:
     def endpoint_change(self, k):
         """Replaces one endpoint of Service k, or of the next Service that has one that is not
         on this node (a local one would also change KUBE-LOOP-BACK, rightly)."""
-        i = (k * 7919) % self.n
-        while True:
-            sl = json.loads(json.dumps(self.slices["svc-%d-abcde" % i]))
-            remote = [ep for ep in sl["endpoints"] if ep.get("nodeName") != cluster.NODE]
+        start = (k * 7919) % self.n
+        for j in range(self.n):
+            name = "svc-%d-abcde" % ((start + j) % self.n)
+            eps = self.slices[name]["endpoints"]
+            remote = [n for n, ep in enumerate(eps) if ep.get("nodeName") != cluster.NODE]
             if remote:
                 break
-            i = (i + 1) % self.n
+        else:
+            raise RuntimeError("no Service has an endpoint on another node")
+        sl = json.loads(json.dumps(self.slices[name]))
         self.ep_seq = getattr(self, "ep_seq", 0) + 1
-        remote[0]["addresses"] = [ip4(EP_BASE + self.ep_seq)]
+        sl["endpoints"][remote[0]]["addresses"] = [ip4(EP_BASE + self.ep_seq)]
         self.slices[sl["metadata"]["name"]] = sl
         return self.change([sl])
 
