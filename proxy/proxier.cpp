@@ -17,6 +17,47 @@ using ipvs::Outcome;
 using ipvs::Protocol;
 using ipvs::SetEntry;
 
+namespace {
+
+template <class T>
+void sortUnique(std::vector<T>& v) {
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+}
+
+// A membership test costs a fraction of comparing a virtual server and its real servers: a
+// verification step's budget (in virtual servers) allows this many tests per unit.
+constexpr std::size_t kMemberTestsPerVs = 8;
+
+// One bounded part of checking that `members` (sorted, no duplicates) holds exactly the
+// entries of `known`: budget x kMemberTestsPerVs membership tests per call, from progress.sub
+// on. Returns false
+// while there is more to test; when it returns true, progress.mismatch says whether they
+// differ. All of `members` known and as many of them as `known` has means the same entries,
+// so the common case, no drift, needs no copy of either (a hash set of 90,000 entries built on
+// the io thread took 180 ms under emulation).
+template <class Vec, class Known>
+bool sameMembersStep(const Vec& members, const Known& known, Proxier::VerifyProgress& progress,
+                     std::size_t budget) {
+    const std::size_t tests = budget > std::numeric_limits<std::size_t>::max() / kMemberTestsPerVs
+                                  ? std::numeric_limits<std::size_t>::max()
+                                  : budget * kMemberTestsPerVs;
+    const std::size_t end = progress.sub + std::min(tests, members.size() - progress.sub);
+    for (; progress.sub < end; ++progress.sub) {
+        if (known.count(members[progress.sub]) == 0) {
+            progress.mismatch = true;
+            return true;
+        }
+    }
+    if (progress.sub < members.size()) {
+        return false;
+    }
+    progress.mismatch = members.size() != known.size();
+    return true;
+}
+
+}  // namespace
+
 std::size_t ObjectKeyHash::operator()(const k8s::ObjectKey& k) const noexcept {
     return std::hash<std::string>{}(k.ns) * 31 ^ std::hash<std::string>{}(k.name);
 }
@@ -91,9 +132,11 @@ Result<KernelSnapshot> takeKernelSnapshot(SnapshotSources src,
                     f.vips->push_back(a);
                 }
             }
+            sortUnique(*f.vips);
         }
         for (const auto& def : setDefs()) {
             if (auto members = src.ipset.list(names::setName(def.base, fam)); members) {
+                sortUnique(*members);
                 f.sets[static_cast<std::size_t>(def.id)] = std::move(*members);
             }
         }
@@ -1560,55 +1603,46 @@ void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
     static const KernelSnapshot::Family kEmpty;
     const auto& fam = famIt == snap.families.end() ? kEmpty : famIt->second;
 
-    // Link and addresses first: IPVS ownership checks read boundKnown_.
-    if (progress.stage == 0 && !snap.linkExists) {
-        if (vipWriteSeq_ <= snapshotSeq) {
-            const std::string dev(names::kDummyInterface);
-            log::warning("kube-ipvs0 was deleted; re-creating it and re-binding its addresses");
-            if (auto c = k_.addresses.ensureDummy(dev); c) {
-                countOp("link", "add", "done");
-            }
-            countRepair("link", rep.addressRepairs);
-            boundKnown_.clear();
-            for (const auto& [a, refs] : bindRefs_) {
-                vipPending_.insert(a);
-            }
-        }
-    } else if (progress.stage == 0 && fam.vips && vipWriteSeq_ <= snapshotSeq) {
-        std::unordered_set<net::IpAddress> now(fam.vips->begin(), fam.vips->end());
-        for (const auto& a : now) {
-            if (boundKnown_.count(a) == 0) {
-                boundKnown_.insert(a);
-                vipPending_.insert(a);
-                countRepair("address", rep.addressRepairs);
-            }
-        }
-        for (auto it = boundKnown_.begin(); it != boundKnown_.end();) {
-            if (now.count(*it) == 0) {
-                vipPending_.insert(*it);
-                countRepair("address", rep.addressRepairs);
-                it = boundKnown_.erase(it);
-            } else {
-                ++it;
-            }
-        }
-    }
-
+    // Link and addresses first: IPVS ownership checks read boundKnown_. Each of these stages
+    // first checks its members `budget` at a time (sameMembersStep) while nothing of ours was
+    // written to it since the snapshot; only a difference makes it compare in full.
     if (progress.stage == 0) {
-        ++progress.stage;
+        if (!snap.linkExists) {
+            if (vipWriteSeq_ <= snapshotSeq) {
+                const std::string dev(names::kDummyInterface);
+                log::warning("kube-ipvs0 was deleted; re-creating it and re-binding its addresses");
+                if (auto c = k_.addresses.ensureDummy(dev); c) {
+                    countOp("link", "add", "done");
+                }
+                countRepair("link", rep.addressRepairs);
+                boundKnown_.clear();
+                for (const auto& [a, refs] : bindRefs_) {
+                    vipPending_.insert(a);
+                }
+            }
+        } else if (fam.vips && vipWriteSeq_ <= snapshotSeq) {
+            if (!sameMembersStep(*fam.vips, boundKnown_, progress, budget)) {
+                return;
+            }
+            if (progress.mismatch) {
+                compareVips(*fam.vips, rep);
+            }
+        }
+        progress.nextStage();
         return;
     }
 
-    // Sets, one per step.
+    // Sets, one after the other.
     if (progress.stage < kIpvsStage) {
         const auto& def = setDefs()[static_cast<std::size_t>(progress.stage - kSetsFirst)];
-        ++progress.stage;
         const auto i = static_cast<std::size_t>(def.id);
         if (setWriteSeq_[i] > snapshotSeq) {
-            return;  // written since the snapshot: compare next time
+            progress.nextStage();  // written since the snapshot: compare next time
+            return;
         }
         const auto& members = fam.sets[i];
         if (!members) {
+            progress.nextStage();
             ipvs::SetSpec spec;
             spec.name = names::setName(def.base, cfg_.family);
             spec.type = def.type;
@@ -1629,20 +1663,13 @@ void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
             iptablesDirty_ = true;
             return;
         }
-        SetKnown now(members->begin(), members->end());
-        for (const auto& e : now) {
-            if (setKnown_[i].count(e) == 0) {
-                setPending_[i].insert(e);
-                countRepair("ipset", rep.setRepairs);
-            }
+        if (!sameMembersStep(*members, setKnown_[i], progress, budget)) {
+            return;
         }
-        for (const auto& e : setKnown_[i]) {
-            if (now.count(e) == 0) {
-                setPending_[i].insert(e);
-                countRepair("ipset", rep.setRepairs);
-            }
+        if (progress.mismatch) {
+            compareSet(i, *members, rep);
         }
-        setKnown_[i] = std::move(now);
+        progress.nextStage();
         return;
     }
 
@@ -1689,6 +1716,45 @@ void Proxier::countRepair(std::string_view object, int& counter) {
                  "Kernel objects found changed behind kube-ipvs' back and repaired",
                  {{"ip_family", familyLabel_}, {"object", std::string(object)}})
         .inc();
+}
+
+// Bound in the kernel but not known, or known but not bound: re-checked by the next sync.
+void Proxier::compareVips(const std::vector<net::IpAddress>& vips, VerifyReport& rep) {
+    const std::unordered_set<net::IpAddress> now(vips.begin(), vips.end());
+    for (const auto& a : now) {
+        if (boundKnown_.count(a) == 0) {
+            boundKnown_.insert(a);
+            vipPending_.insert(a);
+            countRepair("address", rep.addressRepairs);
+        }
+    }
+    for (auto it = boundKnown_.begin(); it != boundKnown_.end();) {
+        if (now.count(*it) == 0) {
+            vipPending_.insert(*it);
+            countRepair("address", rep.addressRepairs);
+            it = boundKnown_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
+// Members that differ from what is known are re-checked by the next sync.
+void Proxier::compareSet(std::size_t i, const std::vector<SetEntry>& members, VerifyReport& rep) {
+    SetKnown now(members.begin(), members.end());
+    for (const auto& e : now) {
+        if (setKnown_[i].count(e) == 0) {
+            setPending_[i].insert(e);
+            countRepair("ipset", rep.setRepairs);
+        }
+    }
+    for (const auto& e : setKnown_[i]) {
+        if (now.count(e) == 0) {
+            setPending_[i].insert(e);
+            countRepair("ipset", rep.setRepairs);
+        }
+    }
+    setKnown_[i] = std::move(now);
 }
 
 // The owner recomputes it on the next sync; an unowned one of ours is deleted then.

@@ -123,7 +123,8 @@ struct KernelSnapshot {
     IpvsSnapshot ipvs;
     bool linkExists = true;  // kube-ipvs0
     // Per family: kube-ipvs0's addresses (or local routes), the members of each of our sets
-    // (nullopt: the set is missing), and iptables-save of nat and filter (nullopt: unreadable).
+    // (nullopt: the set is missing), both sorted and without duplicates, and iptables-save of
+    // nat and filter (nullopt: unreadable).
     struct Family {
         std::optional<std::vector<net::IpAddress>> vips;
         std::array<std::optional<std::vector<ipvs::SetEntry>>, kSetCount> sets;
@@ -232,7 +233,14 @@ class Proxier {
     // syncs before the next (what they write is after the snapshot, so it is skipped).
     struct VerifyProgress {
         int stage = 0;
-        std::size_t pos = 0;  // next virtual server of the snapshot
+        std::size_t pos = 0;    // next virtual server of the snapshot
+        std::size_t sub = 0;    // next member of the current stage's address list or set
+        bool mismatch = false;  // that list differs from what is known
+        void nextStage() {
+            ++stage;
+            sub = 0;
+            mismatch = false;
+        }
         std::unordered_set<ipvs::ServiceKey> seen;
         VerifyReport report;
         bool done = false;
@@ -333,6 +341,8 @@ class Proxier {
                  double n = 1);
     void updateTerminatingGauge();
     void countRepair(std::string_view object, int& counter);
+    void compareVips(const std::vector<net::IpAddress>& vips, VerifyReport& rep);
+    void compareSet(std::size_t i, const std::vector<ipvs::SetEntry>& members, VerifyReport& rep);
     void resyncVs(const ipvs::ServiceKey& key);
     bool changedSince(const ipvs::ServiceKey& key, std::uint64_t snapshotSeq) const;
     void verifyVs(const IpvsSnapshot::Vs& v, std::uint64_t snapshotSeq,
