@@ -124,6 +124,37 @@ TEST_CASE("an event split across chunks and several events in one chunk", "[refl
     CHECK(r.handler.take() == Strings{"add default/x", "add default/y"});
 }
 
+TEST_CASE("an event bigger than the reused parse arena is decoded whole, as are those around it",
+          "[reflector]") {
+    Rig r;
+    r.start();
+    auto& w = r.list("10", {});
+    r.handler.take();
+    w.head(200);
+    // 3,000 ports: 170 KB of JSON, more than twice the 64 KiB the reflector reuses for
+    // each event's tree, so its parse continues on the heap.
+    std::string ports;
+    for (int i = 0; i < 3000; ++i) {
+        ports += std::string(i ? "," : "") + R"({"name":"port-number-)" + std::to_string(i) +
+                 R"(","protocol":"TCP","port":)" + std::to_string(1000 + i) + "}";
+    }
+    const std::string big =
+        R"({"kind":"Service","apiVersion":"v1","metadata":{"name":"big","namespace":"default",)"
+        R"("resourceVersion":"12"},"spec":{"type":"ClusterIP","clusterIP":"10.96.0.50",)"
+        R"("ports":[)" +
+        ports + "]}}";
+    REQUIRE(big.size() > 2 * 64 * 1024);
+    w.data(svcEvent("ADDED", "a", "11", "10.96.0.11", 81) + event("ADDED", big) +
+           svcEvent("ADDED", "c", "13", "10.96.0.13", 83));
+    CHECK(r.handler.take() == Strings{"add default/a", "add default/big", "add default/c"});
+    const auto& got = r.handler.cache.at("default/big").ports;
+    REQUIRE(got.size() == 3000);
+    CHECK(got.front().name == "port-number-0");
+    CHECK(got.back().port == 3999);
+    CHECK(r.handler.cache.at("default/a").ports.at(0).port == 81);
+    CHECK(r.handler.cache.at("default/c").ports.at(0).port == 83);
+}
+
 TEST_CASE("410 in-band: backoff, relist at the last RV, set-based diff", "[reflector]") {
     Rig r;
     r.start();
