@@ -220,7 +220,14 @@ bool destLess(const ipvs::RealServer& a, const ipvs::RealServer& b) {
 }  // namespace
 
 Proxier::Proxier(ProxierConfig cfg, KernelRefs kernel, metrics::Registry& metrics)
-    : cfg_(std::move(cfg)), k_(kernel), metrics_(metrics), familyLabel_(familyLabel(cfg_.family)) {
+    : cfg_(std::move(cfg)),
+      k_(kernel),
+      metrics_(metrics),
+      familyLabel_(familyLabel(cfg_.family)),
+      serviceChanges_(metrics.counter("kubeproxy_sync_proxy_rules_service_changes_total",
+                                      "Cumulative service changes")),
+      endpointChanges_(metrics.counter("kubeproxy_sync_proxy_rules_endpoint_changes_total",
+                                       "Cumulative endpoints changes")) {
     cfg_.rules.family = cfg_.family;
 }
 
@@ -246,9 +253,7 @@ bool Proxier::serviceExists(const k8s::ObjectKey& key) const {
 }
 
 void Proxier::onServiceUpsert(const k8s::Service& svc) {
-    metrics_
-        .counter("kubeproxy_sync_proxy_rules_service_changes_total", "Cumulative service changes")
-        .inc();
+    serviceChanges_.inc();
     const bool existed = serviceExists(svc.key);
     if (existed || !servicesSynced_) {
         // Nothing to recount.
@@ -277,9 +282,7 @@ void Proxier::onServiceUpsert(const k8s::Service& svc) {
 }
 
 void Proxier::onServiceDelete(const k8s::ObjectKey& key) {
-    metrics_
-        .counter("kubeproxy_sync_proxy_rules_service_changes_total", "Cumulative service changes")
-        .inc();
+    serviceChanges_.inc();
     const bool ours = services_.erase(key) != 0;
     if (ours || otherFamily_.erase(key) != 0) {
         // Its slices stay until they are deleted too (normally just after): kept, not reported.
@@ -300,10 +303,7 @@ void Proxier::onSliceUpsert(const k8s::EndpointSlice& slice) {
         onSliceDelete(slice.key);
         return;
     }
-    metrics_
-        .counter("kubeproxy_sync_proxy_rules_endpoint_changes_total",
-                 "Cumulative endpoints changes")
-        .inc();
+    endpointChanges_.inc();
     auto [it, inserted] = slices_.try_emplace(slice.key, slice);
     const bool nowWaiting = waitingForService(slice.serviceKey());
     if (inserted) {

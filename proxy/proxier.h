@@ -354,6 +354,9 @@ class Proxier {
     KernelRefs k_;
     metrics::Registry& metrics_;
     std::string familyLabel_;
+    // Counted for every event: looked up once (a lookup builds its name, help and labels).
+    metrics::Counter& serviceChanges_;
+    metrics::Counter& endpointChanges_;
 
     // API state.
     // Services with a cluster IP of this family; the others are only known to exist.

@@ -259,6 +259,11 @@ def health_and_metrics_endpoints(env):
                     ("kube_ipvs_virtual_server_connections_total", "counter")):
         assert types.get(name) == t, f"{name}: {types.get(name)}"
     assert promtext.value(m, "kubeproxy_proxy_healthz_total", code="200") >= 1
+    # Counted per event, through counters looked up once: each kind and type its own series.
+    for kind in ("Service", "EndpointSlice"):
+        assert promtext.value(m, "kube_ipvs_api_watch_events_total", kind=kind, type="ADDED") >= 1
+    assert promtext.value(m, "kubeproxy_sync_proxy_rules_service_changes_total") >= 1
+    assert promtext.value(m, "kubeproxy_sync_proxy_rules_endpoint_changes_total") >= 1
     assert promtext.value(m, "kube_ipvs_virtual_server_connections_total",
                           service="default/steady", virtual_server="10.96.0.80:80/TCP") >= 1
 

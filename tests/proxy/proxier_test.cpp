@@ -163,6 +163,21 @@ TEST_CASE("nothing is programmed until Services, EndpointSlices and the Node syn
     CHECK(f.table() == std::vector<std::string>{"10.96.0.10:80/TCP -> 10.244.1.7:8080@1"});
 }
 
+TEST_CASE("every Service and EndpointSlice event is counted, as kube-proxy counts them",
+          "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    const auto changes = [&](const char* name) { return f.reg.value(name, {}); };
+    CHECK(changes("kubeproxy_sync_proxy_rules_service_changes_total") == 0);
+    p.onServiceUpsert(web());
+    p.onServiceUpsert(ServiceBuilder("default", "v6", "fd00::10").port("p", 80));  // other family
+    p.onSliceUpsert(webSlice({"10.244.1.7"}));
+    p.onSliceUpsert(webSlice({"10.244.1.8"}));
+    p.onServiceDelete({"default", "v6"});
+    CHECK(changes("kubeproxy_sync_proxy_rules_service_changes_total") == 3);
+    CHECK(changes("kubeproxy_sync_proxy_rules_endpoint_changes_total") == 2);
+}
+
 TEST_CASE("adoption creates kube-ipvs0 and every set of the family", "[proxier]") {
     Fixture f(net::Family::V6);
     f.start();
