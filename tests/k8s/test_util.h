@@ -123,7 +123,10 @@ class CountingObserver : public Observer {
         backoffs.push_back(seconds);
     }
     void onWatchListFallback(Kind, const std::string&) override { ++fallbacks; }
-    void onBytes(Kind, std::size_t n) override { bytes += n; }
+    void onBytes(Kind, std::size_t n) override {
+        bytes += n;
+        ++reads;
+    }
     void onEvent(Kind, std::string_view) override { ++events; }
 
     int rejected = 0;
@@ -133,6 +136,7 @@ class CountingObserver : public Observer {
     int retries = 0;
     int fallbacks = 0;
     std::size_t bytes = 0;
+    std::size_t reads = 0;  // onBytes calls: body pieces the transport delivered
     std::size_t events = 0;
     std::vector<std::string> lists;
     std::vector<std::string> watches;
