@@ -20,27 +20,47 @@ namespace {
 // The calls waiting for the consumer, in order. Posting each call on its own woke the
 // consumer's thread once per object: 20,000 cross-thread wake-ups for a list of 10,000
 // Services and their slices, which under emulation cost more than the decoding. Calls queue
-// here instead, and one posted drain runs everything queued until it runs; while the consumer
-// is busy, a whole burst costs one wake-up. Shared, so a drain already posted stays valid
-// after the ClientThread is gone.
+// here instead and are handed over together: the first call queued posts a flush to this
+// client's own io_context, which runs once the handler that is queueing (the decoding of one
+// piece of a response, every event in it) has returned, and posts one drain to the consumer;
+// the drain runs everything queued by then. A piece of a list costs one wake-up, not one per
+// object in it, and a burst that arrives while the consumer is busy costs one too. Shared, so
+// what is posted stays valid after the ClientThread is gone.
 class Outbox : public std::enable_shared_from_this<Outbox> {
   public:
-    explicit Outbox(ClientThread::Post post) : post_(std::move(post)) {}
+    Outbox(ClientThread::Post post, boost::asio::io_context::executor_type local)
+        : post_(std::move(post)), local_(std::move(local)) {}
 
+    // On the client's thread.
     void operator()(std::function<void()> fn) {
-        bool wake = false;
+        bool flush = false;
         {
             const std::lock_guard l(m_);
             queued_.push_back(std::move(fn));
-            wake = !drainPosted_;
-            drainPosted_ = true;
+            flush = !flushPosted_;
+            flushPosted_ = true;
+        }
+        if (flush) {
+            boost::asio::post(local_, [self = shared_from_this()] { self->flush(); });
+        }
+    }
+
+  private:
+    // On the client's thread, after the handler that queued.
+    void flush() {
+        bool wake = false;
+        {
+            const std::lock_guard l(m_);
+            flushPosted_ = false;
+            wake = !drainPosted_ && !queued_.empty();
+            drainPosted_ = drainPosted_ || wake;
         }
         if (wake) {
             post_([self = shared_from_this()] { self->drain(); });
         }
     }
 
-  private:
+    // On the consumer's thread.
     void drain() {
         std::vector<std::function<void()>> batch;
         {
@@ -54,8 +74,10 @@ class Outbox : public std::enable_shared_from_this<Outbox> {
     }
 
     ClientThread::Post post_;
+    boost::asio::io_context::executor_type local_;
     std::mutex m_;
     std::vector<std::function<void()>> queued_;
+    bool flushPosted_ = false;
     bool drainPosted_ = false;
 };
 
@@ -143,14 +165,14 @@ class ForwardObserver final : public Observer {
 
 struct ClientThread::Impl {
     explicit Impl(Post p)
-        : outbox(std::make_shared<Outbox>(std::move(p))),
+        : outbox(std::make_shared<Outbox>(std::move(p), ioc.get_executor())),
           post([box = outbox](std::function<void()> fn) { (*box)(std::move(fn)); }),
           guard(ioc.get_executor()) {}
 
-    std::shared_ptr<Outbox> outbox;
-    Post post;  // into the outbox
     // Destroyed after everything declared below, which may have operations queued on it.
     boost::asio::io_context ioc;
+    std::shared_ptr<Outbox> outbox;
+    Post post;  // into the outbox
     boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard;
     std::optional<ForwardHandler<Service>> services;
     std::optional<ForwardHandler<EndpointSlice>> slices;

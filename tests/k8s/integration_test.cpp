@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -354,6 +355,49 @@ TEST_CASE("ClientThread: calls arrive on the consumer's thread, in order; none a
     std::this_thread::sleep_for(300ms);  // a delivery, if any, would be posted by now
     CHECK(queue.size() == left);
     (*ct)->stop();  // idempotent
+}
+
+TEST_CASE("ClientThread: the objects of one piece of a response reach the consumer together",
+          "[it][thread]") {
+    // 200 Services in one page (some 40 KB: a few TLS records). Each object handed over on its
+    // own would wake the consumer 200 times; handed over per piece read, a few times.
+    It t;
+    std::string objs = "[";
+    Strings want;
+    for (int i = 0; i < 200; ++i) {
+        const std::string name = "s" + std::to_string(1000 + i);
+        objs += (i ? "," : "") + svcObj(name, "10.96.3." + std::to_string(i + 1));
+        want.push_back("add default/" + name);
+    }
+    want.push_back("synced");
+    t.server->post("objects", objs + "]");
+    t.server->post("config", R"({"ignore_limit":true})");
+    auto cfg = t.kubeconfig();
+    REQUIRE(cfg.has_value());
+    // The consumer's executor runs each posted function at once (on the client's thread, which
+    // is enough to count hand-overs), so every post is a separate wake-up.
+    std::atomic<int> posts{0};
+    struct : Recorder<Service> {
+        void onSynced() override {
+            Recorder<Service>::onSynced();
+            done = true;
+        }
+        std::atomic<bool> done{false};
+    } svc;
+    auto ct = ClientThread::start(*cfg, t.opts, {&svc, nullptr, nullptr, "", nullptr},
+                                  [&](const std::function<void()>& fn) {
+                                      ++posts;
+                                      fn();
+                                  });
+    REQUIRE(ct.has_value());
+    const auto end = std::chrono::steady_clock::now() + 60s;
+    while (!svc.done && std::chrono::steady_clock::now() < end) {
+        std::this_thread::sleep_for(10ms);
+    }
+    (*ct)->stop();  // joins the client's thread: its recording is complete and visible
+    CHECK(svc.take() == want);
+    INFO("posts: " << posts.load());
+    CHECK(posts.load() <= 20);
 }
 
 TEST_CASE("2 steady state: add/update/delete; bookmarks move the RV only", "[it]") {
