@@ -26,6 +26,7 @@ Phases, all in this one guest boot:
   memory (VmHWM/VmRSS from /proc) is sampled after each phase.
 """
 import argparse
+import gc
 import hashlib
 import json
 import os
@@ -82,12 +83,14 @@ def new_ns(name):
 
 
 def drop_ns(name):
-    """Flushes a namespace's IPVS table, then deletes the namespace. IPVS hashes the virtual
-    servers of every namespace into one table of 256 buckets, so a table left behind lengthens
-    every later lookup in any namespace: each real server write and each per-service dump. (At
-    44,000 x 10 the two reference tables left in place made the daemon's lookups walk chains three
-    times as long as its own table needs.) The flush is synchronous; a deleted namespace's table
-    would be torn down in the background, during whatever is measured next."""
+    """Flushes a namespace's IPVS table, then deletes the namespace. On 6.1 IPVS hashes the
+    virtual servers of every namespace into one table of 256 buckets, so a table left behind
+    slows other namespaces: a lookup that finds nothing (each new virtual server) walks past its
+    entries, and a dump of the virtual servers, resumed for every message by counting entries
+    from the start of the table, counts them too (at 44,000 x 10, with the two reference tables
+    left in place, `bench-ipvs walk` of the daemon's table took 30.6 s instead of 14.4 s). The
+    flush is synchronous; a deleted namespace's table would be torn down in the background,
+    during whatever is measured next."""
     sh("ipvsadm", "-C", ns=name)
     sh("ip", "netns", "del", name)
 
@@ -214,6 +217,14 @@ class Run:
                 for ep in it["endpoints"]:
                     f.write(f"-a -t {vip} -r {ep['addresses'][0]}:8080 -m -w 1\n")
         self.slices = {it["metadata"]["name"]: it for it in items if it["kind"] == "EndpointSlice"}
+        # The slices are kept to the end: keep them out of the cyclic collector, as the fake API
+        # server does with its objects. 44,000 slices are about a million objects, whose full
+        # collection takes over a second natively, and a latency sample counts from just
+        # before its API write: a collection started by the write's own allocations would be
+        # measured as the daemon's latency.
+        del items
+        gc.collect()
+        gc.freeze()
 
     # ---- the daemon ---------------------------------------------------------------------
 
@@ -343,8 +354,17 @@ class Run:
             self.api.delete(*delete)
         else:
             self.api.apply(*objs)
+        self.write_s = time.time() - t0  # the fake API server's answer to the write
         s = self.log.sync_after(t0, timeout=120, daemon=self.proc)
         return s["ts"] - t0, s
+
+    def parts(self, total, sync):
+        """Where one latency sample went: from the write to the start of the sync that
+        programmed it (the fake API server, the watch, decoding, the io thread's queue), and
+        that sync itself (its "seconds" field). The server's answer to the write is recorded
+        too; it overlaps the first part (the server notifies its watches before answering)."""
+        return {"total": total, "write": self.write_s, "sync": sync["seconds"],
+                "wait": max(0.0, total - sync["seconds"])}
 
     def endpoint_change(self, k):
         """Replaces one endpoint of Service k, or of the next Service that has one that is not
@@ -377,32 +397,40 @@ class Run:
         res = {}
         # add: the slice first (nothing to program without its Service; its writes, which
         # should be none, count in the total), then the Service, whose latency is measured.
+        # Each sample also keeps where its time went, for the slowest ones (see parts()).
         lat, before = [], self.writes()
         for svc, sl in add_svc:
             self.change([sl])
-            lat.append(self.change([svc])[0])
+            lat.append(self.parts(*self.change([svc])))
         res["add"] = (lat, per_change(diff(self.writes(), before), k))
         # endpoint change: one endpoint of an existing Service replaced.
         lat, before = [], self.writes()
         for j in range(k):
-            lat.append(self.endpoint_change(j)[0])
+            lat.append(self.parts(*self.endpoint_change(j)))
         res["endpoint"] = (lat, per_change(diff(self.writes(), before), k))
         self.drain()
         # delete: the Service (its slice afterwards, outside the measurement).
         lat, before = [], self.writes()
         slice_del = []
         for svc, sl in add_svc:
-            lat.append(self.change(delete=("Service", svc["metadata"]["name"], "bench"))[0])
+            lat.append(self.parts(*self.change(delete=("Service", svc["metadata"]["name"],
+                                                       "bench"))))
             slice_del.append(sl)
         res["delete"] = (lat, per_change(diff(self.writes(), before), k))
         for sl in slice_del:
             self.change(delete=("EndpointSlice", sl["metadata"]["name"], "bench"))
         out = {}
-        for kind, (lat, w) in res.items():
+        for kind, (samples, w) in res.items():
+            lat = [x["total"] for x in samples]
+            worst = sorted(samples, key=lambda x: -x["total"])[:3]
             out[kind] = {"p50": pct(lat, 50), "p99": pct(lat, 99), "max": max(lat), "n": len(lat),
-                         "writes": w}
+                         "writes": w, "worst": worst}
             say(f"  {kind}: p50 {pct(lat, 50) * 1e3:.1f} ms, p99 {pct(lat, 99) * 1e3:.1f} ms "
                 f"over {len(lat)}; kernel writes per change: {fmt_writes(w)}")
+            say("    slowest (total = until the sync began + the sync; the API server's answer "
+                "to the write, which overlaps the first part): " +
+                "; ".join(f"{ms(x['total'])} = {ms(x['wait'])} + {ms(x['sync'])} "
+                          f"(answered {ms(x['write'])})" for x in worst))
         self.result["incremental"] = out
         self.memory("after-incremental")
 
