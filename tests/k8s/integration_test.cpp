@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -48,6 +49,21 @@ std::string svcObj(const std::string& name, const std::string& ip, int port = 80
            R"(","namespace":"default","labels":)" + labels +
            R"(},"spec":{"type":"ClusterIP","clusterIP":")" + ip +
            R"(","ports":[{"name":"http","protocol":"TCP","port":)" + std::to_string(port) + "}]}}";
+}
+
+// Services s0..s<n-1> (ClusterIPs 10.96.0.0 upwards), comma-separated for a JSON array.
+std::string manySvcName(int i) {
+    return "s" + std::to_string(i);
+}
+std::string manySvcObjs(int n, const std::string& labels = "{}") {
+    std::string out;
+    for (int i = 0; i < n; ++i) {
+        out +=
+            (i ? "," : "") +
+            svcObj(manySvcName(i),
+                   "10.96." + std::to_string(i / 250) + "." + std::to_string(i % 250), 80, labels);
+    }
+    return out;
 }
 
 std::string sliceObj(const std::string& name, const std::string& svc, const std::string& type,
@@ -233,15 +249,8 @@ TEST_CASE("a large response over TLS is read a TLS record at a time, not in smal
     // (the HTTP read buffer's capacity after the response head) made that about 30 trips per
     // record.
     It t;
-    std::string objs = "[";
-    const std::string pad(400, 'x');
-    for (int i = 0; i < 2000; ++i) {
-        objs += (i ? "," : "") +
-                svcObj("s" + std::to_string(i),
-                       "10.96." + std::to_string(i / 250) + "." + std::to_string(i % 250), 80,
-                       R"({"pad":")" + pad + R"("})");
-    }
-    t.server->post("objects", objs + "]");
+    t.server->post("objects",
+                   "[" + manySvcObjs(2000, R"({"pad":")" + std::string(400, 'x') + R"("})") + "]");
     t.server->post("config", R"({"ignore_limit":true})");  // one page, as a watch cache answers
     t.connect();
     t.startServices();
@@ -362,15 +371,13 @@ TEST_CASE("ClientThread: the objects of one piece of a response reach the consum
     // 200 Services in one page (some 40 KB: a few TLS records). Each object handed over on its
     // own would wake the consumer 200 times; handed over per piece read, a few times.
     It t;
-    std::string objs = "[";
     Strings want;
     for (int i = 0; i < 200; ++i) {
-        const std::string name = "s" + std::to_string(1000 + i);
-        objs += (i ? "," : "") + svcObj(name, "10.96.3." + std::to_string(i + 1));
-        want.push_back("add default/" + name);
+        want.push_back("add default/" + manySvcName(i));
     }
+    std::sort(want.begin(), want.end());  // the list's order: by name
     want.push_back("synced");
-    t.server->post("objects", objs + "]");
+    t.server->post("objects", "[" + manySvcObjs(200) + "]");
     t.server->post("config", R"({"ignore_limit":true})");
     auto cfg = t.kubeconfig();
     REQUIRE(cfg.has_value());

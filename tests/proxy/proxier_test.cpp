@@ -142,6 +142,16 @@ k8s::EndpointSlice webSlice(std::initializer_list<const char*> ips) {
 
 const ipvs::ServiceKey kWebVs{ip("10.96.0.10"), 80, Protocol::TCP, 0};
 
+// Services s0..s<n-1> with ClusterIPs net0..net249 (a /24 given as "a.b.c."), the 251st and
+// later on the next port: n virtual servers, at most 250 addresses.
+void addServices(Proxier& p, int n, const std::string& net) {
+    for (int i = 0; i < n; ++i) {
+        p.onServiceUpsert(ServiceBuilder("default", ("s" + std::to_string(i)).c_str(),
+                                         (net + std::to_string(i % 250)).c_str())
+                              .port("p", static_cast<std::uint16_t>(80 + i / 250)));
+    }
+}
+
 }  // namespace
 
 TEST_CASE("nothing is programmed until Services, EndpointSlices and the Node synced", "[proxier]") {
@@ -770,11 +780,7 @@ TEST_CASE("a virtual server the snapshot's dump skipped is not drift", "[proxier
     Fixture f;
     f.cfg.servicesPerStep = 1000;
     auto& p = f.start();
-    for (int i = 0; i < 300; ++i) {
-        p.onServiceUpsert(ServiceBuilder("default", ("s" + std::to_string(i)).c_str(),
-                                         ("10.96.3." + std::to_string(i % 250) + "").c_str())
-                              .port("p", static_cast<std::uint16_t>(80 + i / 250)));
-    }
+    addServices(p, 300, "10.96.3.");
     REQUIRE(f.sync());
     REQUIRE(f.ipvs.table.size() == 300);
     const int writes = f.ipvs.totalWrites();
@@ -800,11 +806,7 @@ TEST_CASE("verification in bounded steps, with syncs in between, finds only real
     Fixture f;
     f.cfg.servicesPerStep = 1000;
     auto& p = f.start();
-    for (int i = 0; i < 300; ++i) {
-        p.onServiceUpsert(ServiceBuilder("default", ("s" + std::to_string(i)).c_str(),
-                                         ("10.96.4." + std::to_string(i % 250)).c_str())
-                              .port("p", static_cast<std::uint16_t>(80 + i / 250)));
-    }
+    addServices(p, 300, "10.96.4.");
     REQUIRE(f.sync());
     // Someone else deletes one of ours; then the snapshot is taken.
     const ipvs::ServiceKey gone{ip("10.96.4.7"), 80, Protocol::TCP, 0};
@@ -835,11 +837,7 @@ TEST_CASE("addresses and sets are compared in bounded steps too, and only for re
           "[proxier]") {
     Fixture f;
     auto& p = f.start();
-    for (int i = 0; i < 300; ++i) {
-        p.onServiceUpsert(ServiceBuilder("default", ("s" + std::to_string(i)).c_str(),
-                                         ("10.96.6." + std::to_string(i % 250)).c_str())
-                              .port("p", static_cast<std::uint16_t>(80 + i / 250)));
-    }
+    addServices(p, 300, "10.96.6.");
     REQUIRE(f.sync());
     REQUIRE(f.bound().size() == 250);
     REQUIRE(f.set(names::kSetClusterIp).size() == 300);
