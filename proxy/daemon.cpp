@@ -375,19 +375,20 @@ class Daemon {
             const auto t = static_cast<std::size_t>(std::find(kTypes.begin(), kTypes.end(), type) -
                                                     kTypes.begin());
             const auto k = static_cast<std::size_t>(kind);
-            metrics::Counter** slot =
-                t < kEventTypes && k < kKinds ? &eventCounters[k][t] : nullptr;
-            if (slot == nullptr || *slot == nullptr) {
-                auto& c = d.metrics_.counter(
+            const auto lookup = [&]() -> metrics::Counter& {
+                return d.metrics_.counter(
                     "kube_ipvs_api_watch_events_total", "Watch events received",
                     {{"kind", std::string(k8s::kindName(kind))}, {"type", std::string(type)}});
-                if (slot == nullptr) {
-                    c.inc();
-                    return;
-                }
-                *slot = &c;
+            };
+            if (t >= kEventTypes || k >= kKinds) {
+                lookup().inc();  // an unknown type: rare, not cached
+                return;
             }
-            (*slot)->inc();
+            auto*& cached = eventCounters[k][t];
+            if (cached == nullptr) {
+                cached = &lookup();
+            }
+            cached->inc();
         }
         Daemon& d;
         static constexpr std::size_t kKinds = 3;  // k8s::Kind
