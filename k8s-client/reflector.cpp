@@ -103,9 +103,9 @@ class ReflectorCore {
     Kind kind() const { return spec_.kind; }
 
     // The typed half.
-    // streaming: deliver each item as it arrives (lists); else hold them until commit
-    // (watch-list's initial events must not be seen before their bookmark).
-    virtual void beginReplace(bool streaming) = 0;
+    // A replace (a list, or watch-list's initial events) delivers each object as it arrives
+    // and deletes, at commit, the delivered objects it did not list.
+    virtual void beginReplace() = 0;
     virtual void replaceItem(const json::value& obj) = 0;
     virtual void removeFromReplace(const json::value& obj) = 0;
     virtual void commitReplace() = 0;
@@ -175,7 +175,7 @@ class ReflectorCore {
     void startWatchList(const std::string& reason) {
         mode_ = Mode::WatchList;
         initial_ = true;
-        beginReplace(false);
+        beginReplace();
         const std::string rv = rvUnavailable_ ? std::string() : lastRV_;
         observer_->onList(spec_.kind, rv, reason);
         const int timeout = randomTimeoutSeconds();
@@ -199,7 +199,7 @@ class ReflectorCore {
         continue_.clear();
         pages_ = 0;
         fullListRetried_ = false;
-        beginReplace(true);
+        beginReplace();
         observer_->onList(spec_.kind, listRV_, reason);
         requestPage();
     }
@@ -359,7 +359,7 @@ class ReflectorCore {
                 usePaging_ = false;
                 continue_.clear();
                 abortReplace();
-                beginReplace(true);
+                beginReplace();
                 requestPage();
                 return;
             }
@@ -603,80 +603,38 @@ class Reflector final : public ReflectorCore, public Informer<T> {
         return o;
     }
 
-    void beginReplace(bool streaming) override {
-        freePending();
-        streaming_ = streaming;
-    }
+    void beginReplace() override { freeSeen(); }
 
     // Releases the storage, not just the elements: `x = {}` would pick the initializer_list
     // assignment and keep a 44,000-slot capacity alive for the life of the informer.
-    void freePending() {
-        decltype(pending_)().swap(pending_);
-        decltype(pendingIndex_)().swap(pendingIndex_);
-        decltype(pendingNotes_)().swap(pendingNotes_);
-        decltype(seen_)().swap(seen_);
-    }
+    void freeSeen() { decltype(seen_)().swap(seen_); }
 
-    void setPendingNotes(std::size_t slot, std::vector<Note>&& notes) {
-        if (notes.empty()) {
-            pendingNotes_.erase(slot);
-        } else {
-            pendingNotes_[slot] = std::move(notes);
-        }
-    }
-
+    // Each object is whole and real (a version the server held at some point not older than
+    // what was delivered before), so it goes out now, as a watch event would; only the
+    // deletions of the set-based replace wait for its end. Holding a 44,000-object list until
+    // then, as client-go does, would keep two copies of it (the held one and, once swapped
+    // in, the consumer's) and keep the consumer from programming anything while it arrives.
     void replaceItem(const json::value& v) override {
         DecodeReport r;
         auto o = decode(v, r);
-        if (streaming_) {
-            // Each object is whole and real, so it can go out now; only the deletions of
-            // the set-based replace wait for the end of the list. This keeps one copy of
-            // a 44,000-object list (the consumer's), not two.
-            if (o) {
-                std::string key = keyString(Codec<T>::key(*o));
-                upsert(key, *o, r.notes);
-                seen_.insert(std::move(key));
-            } else {
-                seen_.erase(keyString(r.key));
-            }
-            return;
-        }
-        const std::string key = keyString(r.key);
-        auto it = pendingIndex_.find(key);
-        if (it != pendingIndex_.end()) {
-            pending_[it->second] = std::move(o);
-            setPendingNotes(it->second, std::move(r.notes));
-        } else if (o) {
-            pendingIndex_.emplace(key, pending_.size());
-            setPendingNotes(pending_.size(), std::move(r.notes));
-            pending_.push_back(std::move(o));
+        if (o) {
+            std::string key = keyString(Codec<T>::key(*o));
+            upsert(key, *o, r.notes);
+            seen_.insert(std::move(key));
+        } else {
+            seen_.erase(keyString(r.key));
         }
     }
 
+    // A DELETED among watch-list's initial events (a server that ignored sendInitialEvents
+    // sends a plain watch's events): not listed, so deleted at commit if it was delivered.
     void removeFromReplace(const json::value& v) override {
-        auto it = pendingIndex_.find(keyString(metaKey(v, kNamespaced)));
-        if (it != pendingIndex_.end()) {
-            pending_[it->second].reset();
-            pendingNotes_.erase(it->second);
-        }
+        seen_.erase(keyString(metaKey(v, kNamespaced)));
     }
 
     void commitReplace() override {
-        std::unordered_set<std::string> seen = std::move(seen_);
-        seen.reserve(pending_.size());
-        static const std::vector<Note> kNoNotes;
-        for (std::size_t i = 0; i < pending_.size(); ++i) {
-            auto& slot = pending_[i];
-            if (!slot) {
-                continue;
-            }
-            std::string key = keyString(Codec<T>::key(*slot));
-            const auto n = pendingNotes_.find(i);
-            upsert(key, *slot, n == pendingNotes_.end() ? kNoNotes : n->second);
-            seen.insert(std::move(key));
-            slot.reset();  // free as we go: the consumer now holds its own copy
-        }
-        freePending();
+        const std::unordered_set<std::string> seen = std::move(seen_);
+        freeSeen();
         std::vector<std::string> gone;
         for (const auto& [key, hash] : delivered_) {
             if (seen.count(key) == 0) {
@@ -691,7 +649,7 @@ class Reflector final : public ReflectorCore, public Informer<T> {
         }
     }
 
-    void abortReplace() override { freePending(); }
+    void abortReplace() override { freeSeen(); }
 
     void apply(EventType type, const json::value& v) override {
         if (type == EventType::Deleted) {
@@ -768,13 +726,9 @@ class Reflector final : public ReflectorCore, public Informer<T> {
 
     EventHandler<T>& handler_;
     std::unordered_map<std::string, std::uint64_t> delivered_;
-    std::vector<std::optional<T>> pending_;
-    std::unordered_map<std::string, std::size_t> pendingIndex_;
-    std::unordered_map<std::size_t, std::vector<Note>> pendingNotes_;  // by pending_ slot
     // Signature of the notes last reported, for delivered objects that have notes only.
     std::unordered_map<std::string, std::uint64_t> noted_;
-    std::unordered_set<std::string> seen_;  // keys listed so far (streaming)
-    bool streaming_ = false;
+    std::unordered_set<std::string> seen_;  // keys listed so far in the current replace
 };
 
 }  // namespace

@@ -2,12 +2,15 @@
 //
 // One cycle:
 //   1. Watch-list, when enabled and not known to be unsupported: a watch with
-//      sendInitialEvents=true&resourceVersionMatch=NotOlderThan. Its ADDED events collect in a
-//      temporary store that replaces the delivered state only when the BOOKMARK annotated
-//      k8s.io/initial-events-end arrives; the same stream then goes on as a normal watch. A
-//      rejected request (422: the server lacks the feature; remembered), or a stream that ends
-//      or breaks (an in-band ERROR, a line that does not decode) before that bookmark, falls
-//      back to step 2 at once, within the same cycle (after a 410 or a too-large RV, with RV "").
+//      sendInitialEvents=true&resourceVersionMatch=NotOlderThan. Its initial events replace
+//      the delivered state as a set, as a list's pages do (step 2): each object goes out as
+//      it arrives, and the objects it did not send are deleted when the BOOKMARK annotated
+//      k8s.io/initial-events-end arrives; the same stream then goes on as a normal watch.
+//      (client-go holds them until that bookmark instead.) A rejected request (422: the
+//      server lacks the feature; remembered), or a stream that ends or breaks (an in-band
+//      ERROR, a line that does not decode) before that bookmark, falls back to step 2 at once,
+//      within the same cycle (after a 410 or a too-large RV, with RV ""); the list then
+//      completes the replace.
 //   2. List: resourceVersion "0" the first time, then the last seen RV, or "" after a 410 or
 //      a too-large-RV; limit=500 with continue-paging when RV is "" or "0" (or the server
 //      paginated before). A 410 on a continue page retries once as a full list without limit.

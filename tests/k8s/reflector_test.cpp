@@ -551,7 +551,7 @@ TEST_CASE("notes are reported once per change, not again by a relist", "[reflect
     CHECK(r.observer.rejected == 0);
 }
 
-TEST_CASE("watch-list: initial events swap in only after the end bookmark",
+TEST_CASE("watch-list: initial events go out as they arrive; deletions wait for the bookmark",
           "[reflector][watchlist]") {
     Rig r(true);
     r.start();
@@ -562,11 +562,16 @@ TEST_CASE("watch-list: initial events swap in only after the end bookmark",
     CHECK(w.param("allowWatchBookmarks") == "true");
     CHECK_FALSE(w.has("resourceVersion"));
     w.head(200);
+    // Each object goes out as it arrives (a consumer can program a cold node while a
+    // 44,000-object list streams in); the informer is not synced before the bookmark.
     w.data(svcEvent("ADDED", "a", "5") + svcEvent("ADDED", "b", "6"));
-    CHECK(r.handler.log.empty());
+    CHECK(r.handler.take() == Strings{"add default/a", "add default/b"});
     CHECK_FALSE(r.informer->hasSynced());
+    w.data(svcEvent("ADDED", "c", "7"));
+    CHECK(r.handler.take() == Strings{"add default/c"});
     w.data(bookmark("8", "Service", true));
-    CHECK(r.handler.take() == Strings{"add default/a", "add default/b", "synced"});
+    CHECK(r.handler.take() == Strings{"synced"});
+    CHECK(r.informer->hasSynced());
     w.data(svcEvent("DELETED", "a", "9"));
     CHECK(r.handler.take() == Strings{"delete default/a"});
     // The same stream goes on as a normal watch; after a clean close, a plain watch at RV 9.
@@ -574,6 +579,31 @@ TEST_CASE("watch-list: initial events swap in only after the end bookmark",
     w.end();
     CHECK(r.req().param("resourceVersion") == "9");
     CHECK(r.req().has("sendInitialEvents") == false);
+}
+
+TEST_CASE(
+    "watch-list after a failed cycle: unchanged objects are quiet, unlisted ones deleted "
+    "at the bookmark",
+    "[reflector][watchlist]") {
+    Rig r(true);
+    r.start();
+    auto& w0 = r.req();
+    w0.head(200);
+    w0.data(svcEvent("ADDED", "a", "5") + svcEvent("ADDED", "b", "6") +
+            bookmark("10", "Service", true));
+    CHECK(r.handler.take() == Strings{"add default/a", "add default/b", "synced"});
+    w0.data(event("ERROR", statusJson(500, "InternalError", "x")));
+    r.clock->advance(r.clock->nextDue());
+    auto& w1 = r.req();
+    CHECK(w1.param("sendInitialEvents") == "true");
+    w1.head(200);
+    // b is gone and a changed: the change goes out at once, the deletion only once the
+    // initial events are complete (b may still come).
+    w1.data(svcEvent("ADDED", "a", "11", "10.96.0.77"));
+    CHECK(r.handler.take() == Strings{"update default/a"});
+    w1.data(bookmark("12", "Service", true));
+    CHECK(r.handler.take() == Strings{"delete default/b"});
+    CHECK(r.informer->size() == 1);
 }
 
 TEST_CASE("watch-list rejected with 422: list+watch now and later", "[reflector][watchlist]") {
@@ -599,14 +629,16 @@ TEST_CASE("watch-list ignored by an old server (plain bookmark first): list+watc
     r.start();
     auto& w = r.req();
     w.head(200);
-    w.data(svcEvent("ADDED", "a", "5") + bookmark("7"));
-    CHECK(r.handler.log.empty());
+    w.data(svcEvent("ADDED", "a", "5") + svcEvent("ADDED", "b", "6") + bookmark("7"));
+    // A plain watch's events are real versions too: they went out.
+    CHECK(r.handler.take() == Strings{"add default/a", "add default/b"});
     CHECK(r.observer.fallbacks == 1);
     CHECK_FALSE(w.live());
     auto& l = r.req();
     CHECK(l.param("watch") == "<absent>");
+    // The list completes the replace: a, unchanged, is quiet; b, not listed, is deleted.
     auto& w2 = r.list("10", {svcJson("a", "5")});
-    CHECK(r.handler.take() == Strings{"add default/a", "synced"});
+    CHECK(r.handler.take() == Strings{"delete default/b", "synced"});
     w2.respond(500, statusJson(500, "InternalError", "x"));
     r.clock->advance(r.clock->nextDue());
     CHECK(r.req().param("watch") == "<absent>");  // no watch-list attempt again
@@ -619,12 +651,12 @@ TEST_CASE("watch-list stream ending before its bookmark falls back to a list",
     auto& w = r.req();
     w.head(200);
     w.data(svcEvent("ADDED", "a", "5"));
+    CHECK(r.handler.take() == Strings{"add default/a"});
     r.clock->advance(2s);
     w.end();
-    CHECK(r.handler.log.empty());
     CHECK(r.req().param("watch") == "<absent>");
     r.list("10", {svcJson("b", "1")});
-    CHECK(r.handler.take() == Strings{"add default/b", "synced"});
+    CHECK(r.handler.take() == Strings{"add default/b", "delete default/a", "synced"});
 }
 
 // client-go's ListAndWatch falls back from a failed watchList() to a list in the same cycle;
@@ -659,7 +691,7 @@ TEST_CASE("watch-list broken before its bookmark: list at once, no second backof
     w1.head(200);
     w1.data(svcEvent("ADDED", "a", "5") + c.bad);
     CHECK_FALSE(w1.live());
-    // A list at once: no second backoff, nothing half-applied.
+    // A list at once, no second backoff. The unchanged a went out as nothing.
     CHECK(r.observer.backoffs.size() == 1);
     CHECK(r.observer.fallbacks == 1);
     CHECK(r.handler.log.empty());
