@@ -80,6 +80,7 @@ Result<std::unique_ptr<Client>> Client::create(boost::asio::io_context& ioc,
     t.connectTimeout = options.connectTimeout;
     t.handshakeTimeout = options.handshakeTimeout;
     t.writeTimeout = options.writeTimeout;
+    t.preferChaCha = options.preferChaCha;
     auto transport = makeHttpTransport(ioc, config, t);
     if (!transport) {
         return transport.error();

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "ipvs/error.h"
@@ -50,6 +51,9 @@ struct ClientOptions {
     Duration connectTimeout = std::chrono::seconds(10);
     Duration handshakeTimeout = std::chrono::seconds(10);
     Duration writeTimeout = std::chrono::seconds(10);
+    // TLS: offer ChaCha20-Poly1305 first; unset, when the CPU lacks AES instructions
+    // (TransportOptions::preferChaCha).
+    std::optional<bool> preferChaCha;
     Duration headerTimeout = std::chrono::seconds(60);
     Duration bodyIdleTimeout = std::chrono::seconds(60);
     // Watch: timeoutSeconds uniform in [minWatchTimeout, 2*minWatchTimeout); the idle deadline

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 
 #include "ipvs/error.h"
 #include "k8s-client/config.h"
@@ -26,7 +27,16 @@ struct TransportOptions {
     Duration writeTimeout = std::chrono::seconds(10);
     // Idle keep-alive connections kept for reuse.
     std::size_t maxIdleConnections = 4;
+    // Offer ChaCha20-Poly1305 before AES-GCM. Unset: when the CPU has no AES instructions
+    // (tlsPrefersChaCha()), where it decrypts several times faster. Go's crypto/tls and
+    // BoringSSL clients order their offer the same way, and a kube-apiserver (Go) follows a
+    // client that puts ChaCha20 first.
+    std::optional<bool> preferChaCha;
 };
+
+// Whether this CPU lacks the AES and carry-less multiply instructions that make AES-GCM fast
+// (x86-64; false elsewhere, where OpenSSL's order is kept).
+bool tlsPrefersChaCha();
 
 // Fails when the TLS material does not load (the message names its source, e.g.
 // "kubeconfig /k.yaml: users[0].user.client-key-data: not a PEM private key: ...").

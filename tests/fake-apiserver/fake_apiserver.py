@@ -521,7 +521,8 @@ class Handler(BaseHTTPRequestHandler):
                 "watchlist": q.get("sendInitialEvents") == "true"}
         info["seq"] = self.fake.log_request({
             "method": verb, "path": path, "query": rawq, "watch": watch, "resource": res,
-            "time": time.time(), "headers": {k: v for k, v in self.headers.items()}})
+            "time": time.time(), "headers": {k: v for k, v in self.headers.items()},
+            "cipher": self.connection.cipher()[0] if isinstance(self.connection, ssl.SSLSocket) else None})
         self.request_seq = info["seq"]
         fault = self.fake.take_fault(info)
         stream_fault = None
@@ -1126,6 +1127,9 @@ def main():
                             os.path.join(args.tls_dir, args.serve_cert + ".key"))
         ctx.load_verify_locations(os.path.join(args.tls_dir, "ca.crt"))
         ctx.verify_mode = ssl.CERT_OPTIONAL
+        # SSL_OP_PRIORITIZE_CHACHA (no name in Python's ssl): follow a client that offers
+        # ChaCha20-Poly1305 first, as kube-apiserver (Go's crypto/tls) does; else AES-GCM.
+        ctx.options |= 0x00200000
     srv = Server((args.bind, args.port), Handler, fake, args, tls_context=ctx)
     port = srv.server_address[1]
     threading.Thread(target=srv.serve_forever, daemon=True).start()
