@@ -57,7 +57,7 @@ using SteadyClock = std::chrono::steady_clock;
 namespace {
 
 // See Daemon::earlyStepAt_.
-constexpr auto kEarlyStepGap = std::chrono::milliseconds(100);
+constexpr auto kEarlyStepGap = std::chrono::milliseconds(20);
 // Virtual servers compared per step of a verification (Daemon::compareStep); the
 // "Verified kernel state" line reports the longest step (longestStepSeconds).
 constexpr std::size_t kCompareBudget = 500;
@@ -822,6 +822,12 @@ void Daemon::runSync() {
                 const auto step = p->syncStep(t);
                 syncTimes_[fam] += step.times;
                 earlyStepAt_ = SteadyClock::now();
+                log::debug(3, "Programmed Services listed so far",
+                           {{"ipFamily", familyLabel(fam)},
+                            {"services", step.services},
+                            {"changedLeft", step.left},
+                            {"seconds", std::chrono::duration<double>(*earlyStepAt_ - now).count()},
+                            {"ipvsSeconds", step.times.ipvs}});
             }
             continue;
         }

@@ -398,6 +398,19 @@ void Proxier::setServicesSynced() {
 }
 void Proxier::setSlicesSynced() {
     slicesSynced_ = true;
+    // Services an early step passed over for want of slices: those still without any now
+    // know they have none.
+    for (const auto& key : earlyDeferred_) {
+        if (!hasSlices(key)) {
+            dirty_.insert(key);
+        }
+    }
+    decltype(earlyDeferred_)().swap(earlyDeferred_);
+}
+
+bool Proxier::hasSlices(const k8s::ObjectKey& svc) const {
+    const auto it = slicesOf_.find(svc);
+    return it != slicesOf_.end() && !it->second.empty();
 }
 void Proxier::setNodeSynced() {
     nodeSynced_ = true;
@@ -1417,12 +1430,21 @@ Proxier::Step Proxier::syncStep(const SyncTime& now) {
                 ++it;  // only slices of it so far: nothing to program until its Service comes
                 continue;
             }
+            if (early && !slicesSynced_ && !hasSlices(*it)) {
+                // Its slices may still come: programmed then (a slice marks it changed) or
+                // when the slices are all listed, not twice.
+                earlyDeferred_.insert(*it);
+                it = dirty_.erase(it);
+                continue;
+            }
             const auto key = *it;
             it = dirty_.erase(it);
             processService(key, node, b);
             ++n;
         }
     }
+    step.services = n;
+    step.left = dirty_.size();
     b.finalStep = !early && dirty_.empty();
     if (b.finalStep && !initialSyncDone_) {
         initialSyncDone_ = true;

@@ -203,6 +203,8 @@ class Proxier {
             double iptables = 0;   // iptables-save/-restore
             Times& operator+=(const Times& o);
         } times;
+        std::size_t services = 0;  // changed Services processed
+        std::size_t left = 0;      // changed Services still to process (early: incl. unlisted)
     };
     // Does a bounded amount of sync work: up to servicesPerStep changed Services, then the
     // shared objects, iptables and clean-up once the changed Services are drained. Call again
@@ -310,6 +312,7 @@ class Proxier {
     void markDirty(const k8s::ObjectKey& svc);
     bool waitingForService(const k8s::ObjectKey& svc) const;
     bool serviceExists(const k8s::ObjectKey& key) const;
+    bool hasSlices(const k8s::ObjectKey& svc) const;
     void addSlicesWithoutService(std::ptrdiff_t delta);
     void reportSliceAnomalies(const k8s::EndpointSlice& slice);
     void markAllDirty();
@@ -369,6 +372,9 @@ class Proxier {
     bool slicesSynced_ = false;
     bool nodeSynced_ = false;
     std::unordered_set<k8s::ObjectKey, ObjectKeyHash> dirty_;
+    // Services an early step left for their slices (programmed once, with them); back in
+    // dirty_ when the slices are all listed.
+    std::unordered_set<k8s::ObjectKey, ObjectKeyHash> earlyDeferred_;
     std::unordered_map<k8s::ObjectKey, std::int64_t, ObjectKeyHash> triggers_;
     std::vector<net::IpAddress> nodeAddresses_;  // this family, not kube-ipvs0, sorted
     // Slices in slices_ whose Service is not in services_; counted once Services synced.

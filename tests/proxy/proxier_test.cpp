@@ -553,6 +553,41 @@ TEST_CASE("a cold node programs Services while the lists arrive; removals wait f
     CHECK(f.bound() == std::set<net::IpAddress>{ip("10.96.0.10"), ip("10.96.0.30")});
 }
 
+TEST_CASE("early steps program a Service once, with its slices, or once all are listed",
+          "[proxier][early]") {
+    Fixture f;
+    auto& p = f.make();
+    REQUIRE(p.adopt());
+    p.onNodeUpsert(node("node-1", "192.168.1.10"));
+    p.setNodeSynced();
+    p.syncStep(f.now());  // the bootstrap step
+    // The Services list is ahead of the slices: web and quiet have no slice yet.
+    p.onServiceUpsert(web());
+    p.onServiceUpsert(ServiceBuilder("default", "quiet", "10.96.0.40").port("http", 80));
+    p.setServicesSynced();
+    const int before = f.ipvs.totalWrites();
+    auto s = p.syncStep(f.now());
+    CHECK((s.early && s.done && !s.failed));
+    CHECK(f.ipvs.totalWrites() == before);  // nothing yet: their slices may still come
+    CHECK(s.services == 0);
+    CHECK(s.left == 0);
+    // web's slice: web is programmed, virtual and real servers in one step.
+    p.onSliceUpsert(webSlice({"10.244.1.7", "10.244.1.8"}));
+    s = p.syncStep(f.now());
+    CHECK(s.services == 1);
+    CHECK(f.table() ==
+          std::vector<std::string>{"10.96.0.10:80/TCP -> 10.244.1.7:8080@1 10.244.1.8:8080@1"});
+    CHECK(f.ipvs.totalWrites() == before + 3);
+    // Every slice is listed: quiet has none, and is programmed without real servers.
+    p.setSlicesSynced();
+    REQUIRE(p.pending());
+    REQUIRE(f.sync());
+    CHECK(f.table() ==
+          std::vector<std::string>{"10.96.0.10:80/TCP -> 10.244.1.7:8080@1 10.244.1.8:8080@1",
+                                   "10.96.0.40:80/TCP ->"});
+    CHECK(f.ipvs.totalWrites() == before + 4);
+}
+
 TEST_CASE("after a restart nothing is programmed before every list is complete",
           "[proxier][early]") {
     Fixture f;
