@@ -540,6 +540,39 @@ void Proxier::countOp(std::string_view object, std::string_view op, std::string_
         .inc(n);
 }
 
+// Kernel writes of one batch counted by (object, op, result) and added to the metric once
+// per kind when it goes out of scope. A registry lookup builds four label strings: done per
+// write, that was 2.5% of the io thread's time in a 44,000-Service cold start. The names are
+// string literals or opKindName()/outcomeName() results, which outlive it.
+class Proxier::OpTally {
+  public:
+    explicit OpTally(Proxier& p) : p_(p) {}
+    OpTally(const OpTally&) = delete;
+    OpTally& operator=(const OpTally&) = delete;
+    ~OpTally() {
+        for (const auto& e : entries_) {
+            p_.countOp(e.object, e.op, e.result, static_cast<double>(e.n));
+        }
+    }
+    void add(std::string_view object, std::string_view op, std::string_view result) {
+        for (auto& e : entries_) {
+            if (e.op == op && e.result == result && e.object == object) {
+                ++e.n;
+                return;
+            }
+        }
+        entries_.push_back({object, op, result, 1});
+    }
+
+  private:
+    struct Entry {
+        std::string_view object, op, result;
+        std::size_t n;
+    };
+    Proxier& p_;
+    std::vector<Entry> entries_;
+};
+
 bool Proxier::excluded(const net::IpAddress& a) const {
     return std::any_of(cfg_.excludeCidrs.begin(), cfg_.excludeCidrs.end(),
                        [&](const net::Cidr& c) { return c.contains(a); });
@@ -1014,9 +1047,10 @@ bool Proxier::applyVipOps(Batch& b, bool adds) {
     const std::string_view object =
         bindingFor(cfg_.binding, cfg_.family) == VipBinding::Address ? "address" : "route";
     bool okAll = true;
+    OpTally tally(*this);
     for (std::size_t j = 0; j < ops.size(); ++j) {
         const bool good = j < results.size() && results[j].has_value();
-        countOp(object, adds ? "add" : "del", good ? "done" : "failed");
+        tally.add(object, adds ? "add" : "del", good ? "done" : "failed");
         if (!good) {
             okAll = false;
             log::error("Binding a service address failed",
@@ -1118,6 +1152,7 @@ bool Proxier::applyIpvsOps(Batch& b) {
     ++opSeq_;
     const auto results = k_.ipvs.apply(b.ipvsOps);
     bool okAll = true;
+    OpTally tally(*this);
     for (std::size_t i = 0; i < b.ipvsOps.size(); ++i) {
         const auto& op = b.ipvsOps[i];
         if (op.kind == OpKind::AddDest && (i == 0 || b.ipvsOps[i - 1].kind != OpKind::AddDest ||
@@ -1136,7 +1171,7 @@ bool Proxier::applyIpvsOps(Batch& b) {
         }
         const bool have = i < results.size();
         const auto outcome = have ? results[i].outcome : Outcome::Failed;
-        countOp("ipvs", ipvs::opKindName(op.kind), outcomeName(outcome));
+        tally.add("ipvs", ipvs::opKindName(op.kind), outcomeName(outcome));
         if (outcome == Outcome::Failed) {
             okAll = false;
             log::error("IPVS write failed",
@@ -1584,9 +1619,10 @@ int Proxier::reapTerminating() {
     ++opSeq_;
     const auto results = k_.ipvs.apply(ops);
     int deleted = 0;
+    OpTally tally(*this);
     for (std::size_t i = 0; i < ops.size(); ++i) {
         const auto outcome = i < results.size() ? results[i].outcome : Outcome::Failed;
-        countOp("ipvs", "delete-dest", outcomeName(outcome));
+        tally.add("ipvs", "delete-dest", outcomeName(outcome));
         if (outcome != Outcome::Failed) {
             applyKnown(ops[i]);
             ++deleted;

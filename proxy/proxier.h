@@ -342,6 +342,7 @@ class Proxier {
     Result<void> readSets();
     void countOp(std::string_view object, std::string_view op, std::string_view result,
                  double n = 1);
+    class OpTally;
     void updateTerminatingGauge();
     void countRepair(std::string_view object, int& counter);
     void compareVips(const std::vector<net::IpAddress>& vips, VerifyReport& rep);
