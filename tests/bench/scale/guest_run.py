@@ -364,7 +364,9 @@ class Run:
         that sync itself (its "seconds" field). The server's answer to the write is recorded
         too; it overlaps the first part (the server notifies its watches before answering)."""
         return {"total": total, "write": self.write_s, "sync": sync["seconds"],
-                "wait": max(0.0, total - sync["seconds"])}
+                "wait": max(0.0, total - sync["seconds"]),
+                "sync_parts": {k[:-len("Seconds")]: sync[k] for k in sync
+                               if k.endswith("Seconds") and k != "seconds" and sync[k] >= 0.001}}
 
     def endpoint_change(self, k):
         """Replaces one endpoint of Service k, or of the next Service that has one that is not
@@ -427,9 +429,10 @@ class Run:
                          "writes": w, "worst": worst}
             say(f"  {kind}: p50 {pct(lat, 50) * 1e3:.1f} ms, p99 {pct(lat, 99) * 1e3:.1f} ms "
                 f"over {len(lat)}; kernel writes per change: {fmt_writes(w)}")
-            say("    slowest (total = until the sync began + the sync; the API server's answer "
-                "to the write, which overlaps the first part): " +
+            say("    slowest (total = until the sync began + the sync [its parts over 1 ms]; the "
+                "API server's answer to the write, which overlaps the first part): " +
                 "; ".join(f"{ms(x['total'])} = {ms(x['wait'])} + {ms(x['sync'])} "
+                          f"[{', '.join(f'{k} {ms(v)}' for k, v in x['sync_parts'].items())}] "
                           f"(answered {ms(x['write'])})" for x in worst))
         self.result["incremental"] = out
         self.memory("after-incremental")
