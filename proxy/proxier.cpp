@@ -240,8 +240,8 @@ void Proxier::markDirty(const k8s::ObjectKey& svc) {
 }
 
 void Proxier::markAllDirty() {
-    for (const auto& [key, svc] : services_) {
-        dirty_.insert(key);
+    for (const auto& svc : services_) {
+        dirty_.insert(svc.key);
     }
     for (const auto& [key, c] : contrib_) {
         dirty_.insert(key);
@@ -265,25 +265,33 @@ void Proxier::onServiceUpsert(const k8s::Service& svc) {
         // Nothing of this family to program (computeDesired skips it): the other family's
         // proxier keeps it. On a single-stack cluster this halves what the two proxiers hold.
         otherFamily_.insert(svc.key);
-        if (services_.erase(svc.key) != 0) {
+        if (auto it = services_.find(svc.key); it != services_.end()) {
+            services_.erase(it);
             markDirty(svc.key);  // it had a cluster IP of this family before
         }
         return;
     }
     otherFamily_.erase(svc.key);
-    auto [it, inserted] = services_.try_emplace(svc.key, svc);
-    if (!inserted) {
-        if (it->second == svc) {
+    if (auto it = services_.find(svc.key); it == services_.end()) {
+        services_.insert(svc);
+    } else {
+        if (*it == svc) {
             return;
         }
-        it->second = svc;
+        auto node = services_.extract(it);
+        node.value() = svc;
+        services_.insert(std::move(node));
     }
     markDirty(svc.key);
 }
 
 void Proxier::onServiceDelete(const k8s::ObjectKey& key) {
     serviceChanges_.inc();
-    const bool ours = services_.erase(key) != 0;
+    const auto it = services_.find(key);
+    const bool ours = it != services_.end();
+    if (ours) {
+        services_.erase(it);
+    }
     if (ours || otherFamily_.erase(key) != 0) {
         // Its slices stay until they are deleted too (normally just after): kept, not reported.
         if (auto l = slicesOf_.find(key); servicesSynced_ && l != slicesOf_.end()) {
@@ -304,26 +312,29 @@ void Proxier::onSliceUpsert(const k8s::EndpointSlice& slice) {
         return;
     }
     endpointChanges_.inc();
-    auto [it, inserted] = slices_.try_emplace(slice.key, slice);
+    auto it = slices_.find(slice.key);
     const bool nowWaiting = waitingForService(slice.serviceKey());
-    if (inserted) {
+    if (it == slices_.end()) {
+        it = slices_.insert(slice).first;
         addSlicesWithoutService(nowWaiting ? 1 : 0);
     } else {
-        if (it->second == slice) {
+        if (*it == slice) {
             return;
         }
-        const auto oldSvc = it->second.serviceKey();
+        const auto oldSvc = it->serviceKey();
         addSlicesWithoutService((nowWaiting ? 1 : 0) - (waitingForService(oldSvc) ? 1 : 0));
         if (oldSvc != slice.serviceKey()) {
-            auto& v = slicesOf_[oldSvc];
-            std::erase(v, slice.key);
+            forgetSliceOf(oldSvc, &*it);
             markDirty(oldSvc);
         }
-        it->second = slice;
+        // Replaced in its node, which does not move: slicesOf_ still points at it.
+        auto node = slices_.extract(it);
+        node.value() = slice;
+        it = slices_.insert(std::move(node)).position;
     }
     auto& list = slicesOf_[slice.serviceKey()];
-    if (std::find(list.begin(), list.end(), slice.key) == list.end()) {
-        list.push_back(slice.key);
+    if (std::find(list.begin(), list.end(), &*it) == list.end()) {
+        list.push_back(&*it);
     }
     reportSliceAnomalies(slice);
     if (slice.triggerTimeNs && *slice.triggerTimeNs > cfg_.startWallNs) {
@@ -340,19 +351,23 @@ void Proxier::onSliceDelete(const k8s::ObjectKey& key) {
     if (it == slices_.end()) {
         return;
     }
-    const auto svc = it->second.serviceKey();
+    const auto svc = it->serviceKey();
     if (waitingForService(svc)) {
         addSlicesWithoutService(-1);
     }
+    forgetSliceOf(svc, &*it);
     slices_.erase(it);
+    markDirty(svc);
+}
+
+void Proxier::forgetSliceOf(const k8s::ObjectKey& svc, const k8s::EndpointSlice* slice) {
     auto lit = slicesOf_.find(svc);
     if (lit != slicesOf_.end()) {
-        std::erase(lit->second, key);
+        std::erase(lit->second, slice);
         if (lit->second.empty()) {
             slicesOf_.erase(lit);
         }
     }
-    markDirty(svc);
 }
 
 void Proxier::onNodeUpsert(const k8s::Node& node) {
@@ -388,10 +403,8 @@ void Proxier::setServicesSynced() {
             continue;
         }
         waiting += list.size();
-        for (const auto& key : list) {
-            if (auto s = slices_.find(key); s != slices_.end()) {
-                reportSliceAnomalies(s->second);
-            }
+        for (const auto* slice : list) {
+            reportSliceAnomalies(*slice);
         }
     }
     addSlicesWithoutService(static_cast<std::ptrdiff_t>(waiting));
@@ -489,12 +502,11 @@ void Proxier::reportSliceAnomalies(const k8s::EndpointSlice& slice) {
     const k8s::EndpointSlice* other = nullptr;
     const k8s::EndpointPort* port = nullptr;
     net::IpAddress first;
-    for (const auto& key : lit->second) {
-        auto sit = key == slice.key ? slices_.end() : slices_.find(key);
-        if (sit == slices_.end()) {
+    for (const auto* stored : lit->second) {
+        if (stored->key == slice.key) {
             continue;
         }
-        const auto& o = sit->second;
+        const auto& o = *stored;
         const auto shared = std::find_first_of(slice.ports.begin(), slice.ports.end(),
                                                o.ports.begin(), o.ports.end());
         if (shared == slice.ports.end()) {
@@ -712,17 +724,9 @@ NodeContext Proxier::nodeContext() const {
 }
 
 MergedEndpoints Proxier::endpointsOf(const k8s::ObjectKey& svc) const {
-    std::vector<const k8s::EndpointSlice*> slices;
+    static const std::vector<const k8s::EndpointSlice*> kNone;
     auto it = slicesOf_.find(svc);
-    if (it != slicesOf_.end()) {
-        for (const auto& key : it->second) {
-            auto s = slices_.find(key);
-            if (s != slices_.end()) {
-                slices.push_back(&s->second);
-            }
-        }
-    }
-    return mergeSlices(slices, cfg_.family, cfg_.nodeName);
+    return mergeSlices(it != slicesOf_.end() ? it->second : kNone, cfg_.family, cfg_.nodeName);
 }
 
 // ---- desired state bookkeeping ----------------------------------------------------------
@@ -862,7 +866,7 @@ void Proxier::diffVs(const DesiredVs& want, Batch& b) {
 void Proxier::processService(const k8s::ObjectKey& key, const NodeContext& node, Batch& b) {
     ServiceDesired d;
     if (auto sit = services_.find(key); sit != services_.end()) {
-        d = computeDesired(sit->second, endpointsOf(key), node,
+        d = computeDesired(*sit, endpointsOf(key), node,
                            DesiredConfig{cfg_.family, cfg_.scheduler});
     }
     Contribution& old = contrib_[key];

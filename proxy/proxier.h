@@ -67,6 +67,31 @@ struct ObjectKeyHash {
 struct SetEntryHash {
     std::size_t operator()(const ipvs::SetEntry& e) const noexcept;
 };
+// Hash and equality of API objects by their key, for a set of objects found by key: the key
+// is stored once, in the object, not again as a map key (at 44,000 Services that is 64 bytes
+// per Service and per slice).
+struct ByKeyHash {
+    using is_transparent = void;
+    std::size_t operator()(const k8s::ObjectKey& k) const noexcept { return ObjectKeyHash{}(k); }
+    template <class T>
+    std::size_t operator()(const T& object) const noexcept {
+        return ObjectKeyHash{}(object.key);
+    }
+};
+struct ByKeyEqual {
+    using is_transparent = void;
+    template <class A, class B>
+    bool operator()(const A& a, const B& b) const noexcept {
+        return keyOf(a) == keyOf(b);
+    }
+
+  private:
+    static const k8s::ObjectKey& keyOf(const k8s::ObjectKey& k) { return k; }
+    template <class T>
+    static const k8s::ObjectKey& keyOf(const T& object) {
+        return object.key;
+    }
+};
 
 struct ProxierConfig {
     net::Family family = net::Family::V4;
@@ -314,6 +339,7 @@ class Proxier {
     bool serviceExists(const k8s::ObjectKey& key) const;
     bool hasSlices(const k8s::ObjectKey& svc) const;
     void addSlicesWithoutService(std::ptrdiff_t delta);
+    void forgetSliceOf(const k8s::ObjectKey& svc, const k8s::EndpointSlice* slice);
     void reportSliceAnomalies(const k8s::EndpointSlice& slice);
     void markAllDirty();
     NodeContext nodeContext() const;
@@ -364,10 +390,12 @@ class Proxier {
 
     // API state.
     // Services with a cluster IP of this family; the others are only known to exist.
-    std::unordered_map<k8s::ObjectKey, k8s::Service, ObjectKeyHash> services_;
+    std::unordered_set<k8s::Service, ByKeyHash, ByKeyEqual> services_;
     std::unordered_set<k8s::ObjectKey, ObjectKeyHash> otherFamily_;
-    std::unordered_map<k8s::ObjectKey, k8s::EndpointSlice, ObjectKeyHash> slices_;
-    std::unordered_map<k8s::ObjectKey, std::vector<k8s::ObjectKey>, ObjectKeyHash> slicesOf_;
+    std::unordered_set<k8s::EndpointSlice, ByKeyHash, ByKeyEqual> slices_;
+    // The slices of each Service, pointing into slices_ (its elements do not move).
+    std::unordered_map<k8s::ObjectKey, std::vector<const k8s::EndpointSlice*>, ObjectKeyHash>
+        slicesOf_;
     std::optional<k8s::Node> node_;
     bool servicesSynced_ = false;
     bool slicesSynced_ = false;
