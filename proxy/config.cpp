@@ -394,6 +394,14 @@ const std::vector<Flag>& flagTable() {
          "/metrics. Off by default: 5 series per Service on every node, 25 MB per scrape at "
          "44,000 Services.",
          true},
+        {"ipvs-rate-estimation", FlagKind::Bool, "",
+         boolean([](Config& c) -> bool& { return c.rateEstimation; }),
+         "",
+         "kube-ipvs: false sets net.ipv4.vs.run_estimation=0 (kernel 5.16 or later), which "
+         "stops the rates of `ipvsadm -L --rate` (the counters still count). Before 6.2 the "
+         "kernel estimates them for every virtual and real server in one timer every 2 s that "
+         "holds a CPU: 200 ms at 50,000 Services. Default true leaves the node's setting.",
+         true},
         {"kube-api-qps", FlagKind::String, "clientConnection.qps",
          [](Config& c, const std::string& w, std::string_view v) -> R {
              auto d = parseDouble(w, v);

@@ -101,6 +101,8 @@ struct Config {
     std::string vipBinding = "address";
     // Per-Service IPVS counters on /metrics (--ipvs-service-metrics).
     bool serviceMetrics = false;
+    // --ipvs-rate-estimation=false sets net.ipv4.vs.run_estimation=0; true leaves the node's.
+    bool rateEstimation = true;
 
     // Messages about accepted-but-ignored flags and fields, for the log.
     std::vector<std::string> warnings;

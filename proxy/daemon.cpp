@@ -110,7 +110,14 @@ int onlineCpus() {
 // daemon. Values already right are not written.
 Result<void> setupNode(const Config& cfg, ipvs::Ipvs* ipvs) {
     ipvs::ProcSysctl sysctl;
-    auto changed = ipvs::applySysctls(sysctl, proxySysctls(cfg, runningKernel()));
+    const KernelVersion kernel = runningKernel();
+    if (!cfg.rateEstimation && kernel < kRunEstimationSince) {
+        log::warning(
+            "--ipvs-rate-estimation=false needs kernel 5.16 or later; IPVS keeps "
+            "estimating rates",
+            {{"kernel", std::to_string(kernel.major) + "." + std::to_string(kernel.minor)}});
+    }
+    auto changed = ipvs::applySysctls(sysctl, proxySysctls(cfg, kernel));
     if (!changed) {
         return changed.error().context("set IPVS sysctls");
     }

@@ -31,6 +31,9 @@ std::vector<ipvs::SysctlSetting> proxySysctls(const Config& cfg, KernelVersion k
         s.push_back({"net/ipv4/conf/all/arp_ignore", "1"});
         s.push_back({"net/ipv4/conf/all/arp_announce", "2"});
     }
+    if (!cfg.rateEstimation && kernel >= kRunEstimationSince) {
+        s.push_back({"net/ipv4/vs/run_estimation", "0"});
+    }
     return s;
 }
 

@@ -27,6 +27,8 @@ std::optional<KernelVersion> parseKernelRelease(std::string_view release);
 // which fixed what it worked around), expire_nodest_conn=1, expire_quiescent_template=1,
 // ip_forward=1, and with strictARP arp_ignore=1 and arp_announce=2.
 std::vector<ipvs::SysctlSetting> proxySysctls(const Config& cfg, KernelVersion kernel);
+// The first kernel with net.ipv4.vs.run_estimation (--ipvs-rate-estimation=false).
+inline constexpr KernelVersion kRunEstimationSince{5, 16};
 
 // nf_conntrack_max = max(maxPerCore * cpus, min) when maxPerCore > 0, and the TCP/UDP
 // conntrack timeouts that are set (> 0).

@@ -80,6 +80,7 @@ TEST_CASE("defaults are kube-proxy's", "[config]") {
     CHECK(c.configSyncPeriod == Duration(15min));
     CHECK(c.vipBinding == "address");
     CHECK_FALSE(c.serviceMetrics);
+    CHECK(c.rateEstimation);
     CHECK(c.warnings.empty());
 }
 
@@ -343,11 +344,12 @@ TEST_CASE("kube-ipvs's own flags apply with --config (the file has no field for 
     TempFile f(
         "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
         "mode: ipvs\n");
-    auto r = parseCommandLine(
-        {"--config", f.path, "--ipvs-vip-binding=route", "--ipvs-service-metrics=true"});
+    auto r = parseCommandLine({"--config", f.path, "--ipvs-vip-binding=route",
+                               "--ipvs-service-metrics=true", "--ipvs-rate-estimation=false"});
     REQUIRE(r.has_value());
     CHECK(r->vipBinding == "route");
     CHECK(r->serviceMetrics);
+    CHECK_FALSE(r->rateEstimation);
     CHECK(r->warnings.empty());
 }
 

@@ -37,6 +37,21 @@ TEST_CASE("IPVS sysctls follow kube-proxy, conn_reuse_mode only on 4.1 <= kernel
     CHECK(strict[5] == "net/ipv4/conf/all/arp_announce=2");
 }
 
+TEST_CASE("--ipvs-rate-estimation=false stops IPVS rate estimation where the kernel can",
+          "[node]") {
+    Config c;
+    const std::string off = "net/ipv4/vs/run_estimation=0";
+    auto has = [&](KernelVersion k) {
+        const auto all = keys(proxySysctls(c, k));
+        return std::find(all.begin(), all.end(), off) != all.end();
+    };
+    CHECK_FALSE(has({6, 1}));  // default: the node's setting stays
+    c.rateEstimation = false;
+    CHECK(has({6, 1}));
+    CHECK(has({5, 16}));
+    CHECK_FALSE(has({5, 15}));  // no such sysctl before 5.16
+}
+
 TEST_CASE("conntrack limits: max per core times CPUs, at least min", "[node]") {
     Config c;
     CHECK(keys(conntrackSysctls(c, 2)) ==
