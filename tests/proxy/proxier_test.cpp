@@ -588,6 +588,44 @@ TEST_CASE("early steps program a Service once, with its slices, or once all are 
     CHECK(f.ipvs.totalWrites() == before + 4);
 }
 
+TEST_CASE("a slice relabelled to another Service takes its endpoints there", "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    p.onServiceUpsert(web());
+    p.onServiceUpsert(ServiceBuilder("default", "api", "10.96.0.20").port("http", 80));
+    p.onSliceUpsert(webSlice({"10.244.1.7", "10.244.1.8"}));
+    p.onSliceUpsert(SliceBuilder("default", "web-def", "web").port("http", 8080).ep("10.244.1.9"));
+    REQUIRE(f.sync());
+    CHECK(f.table() ==
+          std::vector<std::string>{
+              "10.96.0.10:80/TCP -> 10.244.1.7:8080@1 10.244.1.8:8080@1 10.244.1.9:8080@1",
+              "10.96.0.20:80/TCP ->"});
+    // web-abc now belongs to api: its endpoints leave web (weight 0 until drained) for api.
+    auto moved = SliceBuilder("default", "web-abc", "api").port("http", 8080);
+    moved.ep("10.244.1.7").ep("10.244.1.8");
+    p.onSliceUpsert(moved);
+    REQUIRE(f.sync());
+    CHECK(f.table() ==
+          std::vector<std::string>{
+              "10.96.0.10:80/TCP -> 10.244.1.7:8080@0 10.244.1.8:8080@0 10.244.1.9:8080@1",
+              "10.96.0.20:80/TCP -> 10.244.1.7:8080@1 10.244.1.8:8080@1"});
+    // A later version of the moved slice, and of web's other one, replace the kept ones.
+    p.onSliceUpsert(SliceBuilder("default", "web-abc", "api").port("http", 8080).ep("10.244.1.7"));
+    p.onSliceUpsert(SliceBuilder("default", "web-def", "web").port("http", 8080).ep("10.244.1.6"));
+    REQUIRE(f.sync());
+    CHECK(f.table()[1] == "10.96.0.20:80/TCP -> 10.244.1.7:8080@1 10.244.1.8:8080@0");
+    CHECK(f.table()[0].find("10.244.1.6:8080@1") != std::string::npos);
+    CHECK(f.table()[0].find("10.244.1.9:8080@0") != std::string::npos);
+    // Deleting each slice takes its endpoints from its current Service only.
+    p.onSliceDelete({"default", "web-abc"});
+    REQUIRE(f.sync());
+    CHECK(f.table()[1] == "10.96.0.20:80/TCP -> 10.244.1.7:8080@0 10.244.1.8:8080@0");
+    CHECK(f.table()[0].find("10.244.1.6:8080@1") != std::string::npos);
+    p.onSliceDelete({"default", "web-def"});
+    REQUIRE(f.sync());
+    CHECK(f.table()[0].find("@1") == std::string::npos);
+}
+
 TEST_CASE("after a restart nothing is programmed before every list is complete",
           "[proxier][early]") {
     Fixture f;
