@@ -48,8 +48,9 @@ bool hasLeadingZeroOctet(std::string_view s) {
 }  // namespace
 
 std::optional<IpAddress> IpAddress::parse(std::string_view text) {
-    // Longest IPv6 text form is 45 characters; anything longer is not an address.
-    if (text.empty() || text.size() > 45) {
+    // Longest IPv6 text form is 45 characters; anything longer is not an address. inet_pton
+    // stops at a NUL: "10.0.0.1\0junk" (a JSON "\u0000", a YAML "\0") is not 10.0.0.1.
+    if (text.empty() || text.size() > 45 || text.find('\0') != std::string_view::npos) {
         return std::nullopt;
     }
     char buf[46];

@@ -158,3 +158,14 @@ TEST_CASE("regression: /configz stays JSON with a non-UTF-8 byte in the config",
     CHECK_NOTHROW(kipvs::fuzz::proxyConfig(reinterpret_cast<const std::uint8_t*>(input.data()),
                                            input.size()));
 }
+
+TEST_CASE("fuzz_proxy_config: an address cut short by a NUL is not an address",
+          "[fuzz][regression]") {
+    // Found by fuzz_proxy_config: bindAddress "::" followed by a NUL and more bytes passed
+    // validation (inet_pton stops at the NUL) but the written file did not read back as valid.
+    // IpAddress::parse now refuses a NUL anywhere, so validation rejects the file at once.
+    const auto input = reproducer("fuzz_proxy_config", "bind-address-nul");
+    CHECK(input.find(std::string("bindAddress: \"::\0", 17)) != std::string::npos);
+    CHECK_NOTHROW(kipvs::fuzz::proxyConfig(reinterpret_cast<const std::uint8_t*>(input.data()),
+                                           input.size()));
+}

@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <string>
+#include <string_view>
 #include <unordered_set>
 
 #include "ipvs/net.h"
@@ -32,6 +34,14 @@ TEST_CASE("IpAddress rejects what Kubernetes rejects", "[net]") {
         CHECK_FALSE(IpAddress::parse(bad));
     }
     CHECK(IpAddress::parse("0.0.0.0"));
+    // A NUL ends the text for inet_pton, not for us (found by fuzz_proxy_config: a config
+    // file's bindAddress "::" followed by a NUL and more bytes was taken as "::").
+    using namespace std::string_view_literals;
+    for (auto bad : {"10.0.0.1\0junk"sv, "::\0"sv, "\0"sv, "fd00::1\0"sv}) {
+        INFO(bad.size());
+        CHECK_FALSE(IpAddress::parse(bad));
+        CHECK_FALSE(Cidr::parse(std::string(bad) + "/8"));
+    }
 }
 
 TEST_CASE("IpAddress classifies loopback, link-local and unspecified", "[net]") {
