@@ -56,6 +56,16 @@ bool sameMembersStep(const Vec& members, const Known& known, Proxier::VerifyProg
     return true;
 }
 
+// Replaces an element of a set of API objects (services_, slices_) with a newer version under
+// the same key, in its own node: pointers to it (slicesOf_) stay valid.
+template <class Set>
+typename Set::iterator replaceKept(Set& set, typename Set::iterator it,
+                                   const typename Set::value_type& newer) {
+    auto node = set.extract(it);
+    node.value() = newer;
+    return set.insert(std::move(node)).position;
+}
+
 }  // namespace
 
 std::size_t ObjectKeyHash::operator()(const k8s::ObjectKey& k) const noexcept {
@@ -278,9 +288,7 @@ void Proxier::onServiceUpsert(const k8s::Service& svc) {
         if (*it == svc) {
             return;
         }
-        auto node = services_.extract(it);
-        node.value() = svc;
-        services_.insert(std::move(node));
+        replaceKept(services_, it, svc);
     }
     markDirty(svc.key);
 }
@@ -327,10 +335,7 @@ void Proxier::onSliceUpsert(const k8s::EndpointSlice& slice) {
             forgetSliceOf(oldSvc, &*it);
             markDirty(oldSvc);
         }
-        // Replaced in its node, which does not move: slicesOf_ still points at it.
-        auto node = slices_.extract(it);
-        node.value() = slice;
-        it = slices_.insert(std::move(node)).position;
+        it = replaceKept(slices_, it, slice);
     }
     auto& list = slicesOf_[slice.serviceKey()];
     if (std::find(list.begin(), list.end(), &*it) == list.end()) {
