@@ -455,6 +455,8 @@ class Run:
             say("  (no net.ipv4.vs.run_estimation in this kernel: second incremental pass "
                 "skipped)")
             return
+        with open(RUN_ESTIMATION) as f:
+            before = f.read()
         with open(RUN_ESTIMATION, "w") as f:
             f.write("0\n")
         try:
@@ -462,7 +464,7 @@ class Run:
             self.incremental("incremental_no_estimation")
         finally:
             with open(RUN_ESTIMATION, "w") as f:
-                f.write("1\n")
+                f.write(before)
 
     def verification(self):
         # Endpoint changes every 250 ms until at least one pass started and ended in the window.
