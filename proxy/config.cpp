@@ -1311,6 +1311,19 @@ Result<void> Config::validate() const {
 
 namespace {
 
+// A string for the YAML emitter, double-quoted when `quoted` is set.
+struct QuotedIf {
+    const std::string& s;
+    bool quoted;
+};
+
+YAML::Emitter& operator<<(YAML::Emitter& e, const QuotedIf& q) {
+    if (q.quoted) {
+        e << YAML::DoubleQuoted;
+    }
+    return e << q.s;
+}
+
 // The length of the valid UTF-8 sequence at s[i], or 0 if there is none.
 std::size_t utf8Length(const std::string& s, std::size_t i) {
     const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
@@ -1453,25 +1466,32 @@ std::string Config::configzJson() const {
 std::string Config::toYaml() const {
     YAML::Emitter e;
     const auto d = [](Duration x) { return formatGoDuration(x); };
+    // yaml-cpp writes some control characters unquoted (a lone carriage return, for one), and a
+    // reader takes those as line breaks: any text holding one is written double-quoted.
+    const auto text = [](const std::string& s) {
+        const bool control =
+            std::any_of(s.begin(), s.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
+        return QuotedIf{s, control};
+    };
     e << YAML::BeginMap;
     e << YAML::Key << "apiVersion" << YAML::Value << "kubeproxy.config.k8s.io/v1alpha1";
     e << YAML::Key << "kind" << YAML::Value << "KubeProxyConfiguration";
-    e << YAML::Key << "mode" << YAML::Value << (mode.empty() ? "ipvs" : mode);
-    e << YAML::Key << "bindAddress" << YAML::Value << bindAddress;
+    e << YAML::Key << "mode" << YAML::Value << text((mode.empty() ? "ipvs" : mode));
+    e << YAML::Key << "bindAddress" << YAML::Value << text(bindAddress);
     e << YAML::Key << "bindAddressHardFail" << YAML::Value << bindAddressHardFail;
-    e << YAML::Key << "healthzBindAddress" << YAML::Value << healthzBindAddress;
-    e << YAML::Key << "metricsBindAddress" << YAML::Value << metricsBindAddress;
-    e << YAML::Key << "hostnameOverride" << YAML::Value << hostnameOverride;
+    e << YAML::Key << "healthzBindAddress" << YAML::Value << text(healthzBindAddress);
+    e << YAML::Key << "metricsBindAddress" << YAML::Value << text(metricsBindAddress);
+    e << YAML::Key << "hostnameOverride" << YAML::Value << text(hostnameOverride);
     e << YAML::Key << "clientConnection" << YAML::Value << YAML::BeginMap;
-    e << YAML::Key << "kubeconfig" << YAML::Value << clientConnection.kubeconfig;
+    e << YAML::Key << "kubeconfig" << YAML::Value << text(clientConnection.kubeconfig);
     e << YAML::Key << "qps" << YAML::Value << clientConnection.qps;
     e << YAML::Key << "burst" << YAML::Value << clientConnection.burst;
     e << YAML::EndMap;
-    e << YAML::Key << "clusterCIDR" << YAML::Value << clusterCIDR;
-    e << YAML::Key << "detectLocalMode" << YAML::Value << detectLocalMode;
+    e << YAML::Key << "clusterCIDR" << YAML::Value << text(clusterCIDR);
+    e << YAML::Key << "detectLocalMode" << YAML::Value << text(detectLocalMode);
     e << YAML::Key << "detectLocal" << YAML::Value << YAML::BeginMap;
-    e << YAML::Key << "bridgeInterface" << YAML::Value << detectLocal.bridgeInterface;
-    e << YAML::Key << "interfaceNamePrefix" << YAML::Value << detectLocal.interfaceNamePrefix;
+    e << YAML::Key << "bridgeInterface" << YAML::Value << text(detectLocal.bridgeInterface);
+    e << YAML::Key << "interfaceNamePrefix" << YAML::Value << text(detectLocal.interfaceNamePrefix);
     e << YAML::EndMap;
     e << YAML::Key << "nodePortAddresses" << YAML::Value << YAML::Flow << nodePortAddresses;
     e << YAML::Key << "configSyncPeriod" << YAML::Value << d(configSyncPeriod);
@@ -1480,7 +1500,7 @@ std::string Config::toYaml() const {
     e << YAML::Key << "masqueradeBit" << YAML::Value << iptables.masqueradeBit;
     e << YAML::EndMap;
     e << YAML::Key << "ipvs" << YAML::Value << YAML::BeginMap;
-    e << YAML::Key << "scheduler" << YAML::Value << ipvs.scheduler;
+    e << YAML::Key << "scheduler" << YAML::Value << text(ipvs.scheduler);
     e << YAML::Key << "syncPeriod" << YAML::Value << d(ipvs.syncPeriod);
     e << YAML::Key << "minSyncPeriod" << YAML::Value << d(ipvs.minSyncPeriod);
     e << YAML::Key << "excludeCIDRs" << YAML::Value << YAML::Flow << ipvs.excludeCIDRs;
@@ -1511,7 +1531,7 @@ std::string Config::toYaml() const {
         e << YAML::Key << "oomScoreAdj" << YAML::Value << *oomScoreAdj;
     }
     e << YAML::Key << "logging" << YAML::Value << YAML::BeginMap;
-    e << YAML::Key << "format" << YAML::Value << logging.format;
+    e << YAML::Key << "format" << YAML::Value << text(logging.format);
     e << YAML::Key << "verbosity" << YAML::Value << logging.verbosity;
     e << YAML::EndMap;
     e << YAML::EndMap;

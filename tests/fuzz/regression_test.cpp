@@ -169,3 +169,14 @@ TEST_CASE("fuzz_proxy_config: an address cut short by a NUL is not an address",
     CHECK_NOTHROW(kipvs::fuzz::proxyConfig(reinterpret_cast<const std::uint8_t*>(input.data()),
                                            input.size()));
 }
+
+TEST_CASE("fuzz_proxy_config: a hostnameOverride of a lone carriage return reads back",
+          "[fuzz][regression]") {
+    // Found by fuzz_proxy_config in CI: yaml-cpp wrote the string "\r" as a plain scalar, which
+    // a reader takes as a line break, so the written file read back with an empty
+    // hostnameOverride and wrote different text. toYaml double-quotes such text now.
+    const auto input = reproducer("fuzz_proxy_config", "hostname-lone-cr");
+    CHECK(input.find("hostnameOverride: \"\\r\"") != std::string::npos);
+    CHECK_NOTHROW(kipvs::fuzz::proxyConfig(reinterpret_cast<const std::uint8_t*>(input.data()),
+                                           input.size()));
+}

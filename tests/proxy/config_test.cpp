@@ -431,6 +431,24 @@ TEST_CASE("/configz is valid JSON whatever bytes the config holds", "[config]") 
     CHECK(j.find("\"HostnameOverride\":\"n\\ufffd\\ufffd\\ufffd\\ufffd\"") != std::string::npos);
 }
 
+TEST_CASE("--write-config-to keeps control characters in text fields", "[config]") {
+    // Found by fuzz_proxy_config: yaml-cpp wrote a hostnameOverride of "\r" unquoted, and the
+    // file read back with an empty hostnameOverride. Text holding a control character is
+    // written double-quoted now.
+    for (const std::string v : {"\r", "a\rb", "\r\n", "\t", "x\x1b", "\x7f"}) {
+        INFO(v);
+        auto r = parseCommandLine(
+            {"--proxy-mode=ipvs", "--hostname-override=" + v, "--kubeconfig=" + v});
+        REQUIRE(r.has_value());
+        TempFile f(r->toYaml());
+        auto back = parseCommandLine({"--config=" + f.path});
+        REQUIRE(back.has_value());
+        CHECK(back->hostnameOverride == v);
+        CHECK(back->clientConnection.kubeconfig == v);
+        CHECK(back->toYaml() == r->toYaml());
+    }
+}
+
 TEST_CASE("--help lists the flags; --version and --help skip validation", "[config]") {
     const auto u = usage();
     for (const char* f : {"--proxy-mode", "--ipvs-scheduler", "--ipvs-exclude-cidrs", "--cleanup",
