@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <string>
 #include <unordered_set>
 #include <utility>
@@ -203,11 +204,13 @@ class NetlinkIpvs::Socket {
 
     // Receives up to slots.count() datagrams. With `wait`, blocks for the first one (up to the
     // receive timeout: ETIMEDOUT); without, returns 0 when nothing is queued.
-    Result<int> receive(RecvSlots& slots, bool wait) {
+    // At most `max` datagrams per call: receiving a dump's datagram makes the kernel build the
+    // next one at once, so a caller that paces a dump takes one at a time.
+    Result<int> receive(RecvSlots& slots, bool wait, unsigned max = ~0U) {
         for (;;) {
             slots.arm();
             ++counters_.receiveCalls;
-            const int n = ::recvmmsg(fd_, slots.headers(), slots.count(),
+            const int n = ::recvmmsg(fd_, slots.headers(), std::min(slots.count(), max),
                                      wait ? MSG_WAITFORONE : MSG_DONTWAIT, nullptr);
             if (n >= 0) {
                 return n;
@@ -275,15 +278,21 @@ namespace {
 // or for a dump NLMSG_DONE or an error. Data messages go to `onData(index, message)`, which
 // returns Result<void>; after its first failure reading goes on (without it) so that the
 // socket is left with nothing of these requests queued. Kernel errors land in `kernelErr`.
+// With `beforeStep`, datagrams are taken one per receive and it runs before each receive
+// (Options::beforeReadStep).
 template <class OnData>
 Result<void> readReplies(NetlinkIpvs::Socket& s, std::span<const std::uint32_t> seqs,
-                         std::span<int> kernelErr, std::span<std::string> extack, OnData&& onData) {
+                         std::span<int> kernelErr, std::span<std::string> extack, OnData&& onData,
+                         const std::function<void()>& beforeStep = {}) {
     RecvSlots& slots = s.dumpSlots();
     std::size_t open = seqs.size();
     std::vector<bool> ended(seqs.size(), false);
     Result<void> failure = ok();
     while (open > 0) {
-        auto n = s.receive(slots, true);
+        if (beforeStep) {
+            beforeStep();
+        }
+        auto n = beforeStep ? s.receive(slots, true, 1) : s.receive(slots, true);
         if (!n) {
             return n.error();
         }
@@ -600,9 +609,13 @@ Result<void> NetlinkIpvs::walk(const ServiceVisitor& fn) {
     }
     Socket& destSock = **ws;
     std::vector<std::uint8_t> destBuf;
+    const auto& beforeStep = options_.beforeReadStep;
     sendBuf_.clear();
     const auto h = main_->header(0);
     codec::appendGetServices(sendBuf_, h);
+    if (beforeStep) {
+        beforeStep();
+    }
     if (const int e = main_->send(sendBuf_); e != 0) {
         return Error::sys(e, "IPVS walk");
     }
@@ -613,7 +626,8 @@ Result<void> NetlinkIpvs::walk(const ServiceVisitor& fn) {
     // The service dump stays open on one socket while each service's dests are dumped on the
     // other: memory stays at one dump datagram plus one service's dests.
     auto r = readReplies(
-        *main_, seqs, err, extack, [&](std::size_t, const codec::Message& m) -> Result<void> {
+        *main_, seqs, err, extack,
+        [&](std::size_t, const codec::Message& m) -> Result<void> {
             auto e = codec::decodeService(m.bytes);
             if (!e) {
                 const int code = e.error().code.value();
@@ -623,6 +637,9 @@ Result<void> NetlinkIpvs::walk(const ServiceVisitor& fn) {
                 return e.error();
             }
             destScratch_.clear();
+            if (beforeStep) {
+                beforeStep();
+            }
             auto d = dumpDests(destSock, destBuf, e->service.key, destScratch_, false);
             if (!d) {
                 destSockDirty = true;
@@ -630,7 +647,8 @@ Result<void> NetlinkIpvs::walk(const ServiceVisitor& fn) {
             }
             fn(*e, destScratch_);
             return ok();
-        });
+        },
+        beforeStep);
     if (destSockDirty) {
         walk_.reset();
     }

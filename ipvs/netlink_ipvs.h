@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -38,6 +39,10 @@ class NetlinkIpvs final : public Ipvs {
         std::size_t sendChunk = 1 << 20;
         // A receive that waits longer than this fails with ETIMEDOUT instead of hanging.
         int receiveTimeoutSeconds = 120;
+        // walk() calls this before each step that makes the kernel take its IPVS mutex (the
+        // service dump's request and each of its datagrams, each dests dump); a reader in the
+        // background waits there while a writer works (WriterGate). Empty: no pauses.
+        std::function<void()> beforeReadStep;
     };
 
     // What the socket layer did, for tests and the benchmark.

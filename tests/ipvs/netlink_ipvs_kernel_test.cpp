@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <map>
@@ -21,9 +22,11 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ipvs/netlink_ipvs.h"
+#include "ipvs/writer_gate.h"
 
 using namespace kipvs;
 using namespace kipvs::ipvs;
@@ -545,6 +548,63 @@ TEST_CASE("10,000 services with 10 dests each in one batch", "[kernel][ipvs][lar
     auto all = ipvs->services();
     REQUIRE(all.has_value());
     CHECK(all->size() == 10000);
+}
+
+TEST_CASE("a paced walk holds back while a writer is in, then reads everything", "[kernel][ipvs]") {
+    // The verifier's read (Options::beforeReadStep with a WriterGate): no step of the dump
+    // while a sync writes, so a sync's batch waits for one step at most.
+    freshNetns();
+    auto writer = openIpvs();
+    std::vector<Op> ops;
+    for (int i = 0; i < 2000; ++i) {
+        const std::string addr =
+            "10.101." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1);
+        const auto v = vs(addr.c_str(), 80, Protocol::TCP);
+        ops.push_back(Op::addService(v));
+        ops.push_back(Op::addDest(v.key, rs("10.244.0.1", 8080)));
+        ops.push_back(Op::addDest(v.key, rs("10.244.0.2", 8080)));
+    }
+    requireAllSucceeded(writer->apply(ops));
+
+    ipvs::WriterGate gate(std::chrono::seconds(60));
+    std::atomic<int> steps{0};
+    NetlinkIpvs::Options o;
+    o.beforeReadStep = [&] {
+        ++steps;
+        gate.awaitWriters();
+    };
+    auto reader = openIpvs(o);
+    std::atomic<int> visited{0};
+    std::atomic<int> dests{0};
+    bool walked = false;
+    gate.enter();
+    std::thread walk([&] {
+        walked = reader
+                     ->walk([&](const ServiceEntry&, std::span<const DestEntry> ds) {
+                         ++visited;
+                         dests += static_cast<int>(ds.size());
+                     })
+                     .has_value();
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    // Held at its first step: the dump was not even asked for.
+    CHECK(visited.load() == 0);
+    CHECK(steps.load() == 1);
+    gate.leave();
+    // Writes while the walk runs, each marked in the gate: the walk still reads every
+    // virtual server once.
+    for (int i = 0; i < 50; ++i) {
+        const ipvs::WriterGate::Scope w(gate);
+        const auto v = vs("10.101.0.1", 80, Protocol::TCP);
+        requireAllSucceeded(writer->apply(
+            std::vector<Op>{Op::addDest(v.key, rs("10.244.0.1", 8080, Forwarding::Masq, i + 1))}));
+    }
+    walk.join();
+    CHECK(walked);
+    CHECK(visited.load() == 2000);
+    CHECK(dests.load() == 4000);
+    // One step per dests dump, one for the request and one per datagram of the service dump.
+    CHECK(steps.load() > 2000 + 2);
 }
 
 TEST_CASE("counters after real traffic match ipvsadm --stats", "[kernel][ipvs][traffic]") {
