@@ -31,6 +31,7 @@
 #include "ipvs/nf_conntrack.h"
 #include "ipvs/rtnl_addresses.h"
 #include "ipvs/sysctl.h"
+#include "ipvs/writer_gate.h"
 #include "k8s-client/client.h"
 #include "k8s-client/client_thread.h"
 #include "k8s-client/config.h"
@@ -63,6 +64,9 @@ constexpr auto kEarlyStepGap = std::chrono::milliseconds(20);
 constexpr std::size_t kCompareBudget = 500;
 // How far the verification reader is below the other threads (nice steps).
 constexpr int kVerifierNice = 10;
+// The longest the verification reader holds back one step of its IPVS read while a sync
+// writes (ipvs::WriterGate): a sync of a few changes takes milliseconds.
+constexpr auto kReaderMaxPause = std::chrono::milliseconds(250);
 
 std::int64_t wallNowNs() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -427,6 +431,7 @@ class Daemon {
         bool drift = false;
         long long startedUnixMs = 0;
         double readSeconds = 0;
+        double readPausedSeconds = 0;  // the read's time holding back for syncs
         double busySeconds = 0;
         double longestStepSeconds = 0;  // the longest the io thread was held by one step
         SteadyClock::time_point start;
@@ -500,6 +505,8 @@ class Daemon {
     std::thread verifier_;
     std::optional<SteadyClock::time_point> lastVerifyStart_;
     std::atomic<bool> verifyReading_{false};  // the verifier thread is reading the kernel
+    // A sync marks itself here; the verifier's IPVS read does not start a step meanwhile.
+    ipvs::WriterGate ipvsWriters_{kReaderMaxPause};
     bool verifying_ = false;
     char signalByte_ = 0;
     std::array<char, 4096> inotifyBuf_{};
@@ -808,6 +815,7 @@ void Daemon::runSync() {
     if (stopping_) {
         return;
     }
+    const ipvs::WriterGate::Scope writing(ipvsWriters_);
     const auto now = SteadyClock::now();
     const SyncTime t{now, wallNowNs()};
     bool failed = false;
@@ -953,7 +961,10 @@ void Daemon::startVerify() {
         // CPU while events arrive. The netlink dumps run in this thread's context too.
         lowerThreadPriority(kVerifierNice);
         Result<KernelSnapshot> snap = Error::invalid("no snapshot");
-        auto ipvs = ipvs::NetlinkIpvs::open();
+        ipvs::NetlinkIpvs::Options ipvsOptions;
+        ipvsOptions.beforeReadStep = [this] { ipvsWriters_.awaitWriters(); };
+        const double pausedBefore = ipvsWriters_.stats().waitSeconds;
+        auto ipvs = ipvs::NetlinkIpvs::open(ipvsOptions);
         auto addrs = ipvs::RtnlAddresses::open();
         auto ipset = ipvs::LibIpset::open();
         if (!ipvs) {
@@ -967,9 +978,10 @@ void Daemon::startVerify() {
             snap = takeKernelSnapshot({**ipvs, **addrs, **ipset, &ipt}, families, binding);
         }
         const auto readDone = SteadyClock::now();
+        const double paused = ipvsWriters_.stats().waitSeconds - pausedBefore;
         verifyReading_ = false;
-        asio::post(io_, [this, seqs, snap = std::move(snap), verifyStart, verifyStartWall,
-                         readDone]() mutable {
+        asio::post(io_, [this, seqs, snap = std::move(snap), verifyStart, verifyStartWall, readDone,
+                         paused]() mutable {
             if (stopping_) {
                 verifying_ = false;
                 return;
@@ -986,6 +998,7 @@ void Daemon::startVerify() {
             run->seqs = seqs;
             run->startedUnixMs = verifyStartWall;
             run->readSeconds = std::chrono::duration<double>(readDone - verifyStart).count();
+            run->readPausedSeconds = paused;
             run->start = SteadyClock::now();
             compareStep(run);
         });
@@ -1039,6 +1052,7 @@ void Daemon::compareStep(const std::shared_ptr<CompareRun>& run) {
     log::debug(2, "Verified kernel state",
                {{"startedUnixMs", run->startedUnixMs},
                 {"readSeconds", run->readSeconds},
+                {"readPausedSeconds", run->readPausedSeconds},
                 {"compareSeconds", run->busySeconds},
                 {"compareWallSeconds", compareWall},
                 {"longestStepSeconds", run->longestStepSeconds},
