@@ -11,9 +11,7 @@ using namespace std::chrono_literals;
 TEST_CASE("a reader does not wait when no writer is in", "[writer-gate]") {
     WriterGate g(10s);
     CHECK_FALSE(g.awaitWriters());
-    {
-        WriterGate::Scope w(g);
-    }
+    { WriterGate::Scope w(g); }
     CHECK_FALSE(g.awaitWriters());
     CHECK(g.stats().waits == 0);
 }
