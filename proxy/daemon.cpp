@@ -1052,12 +1052,12 @@ void Daemon::compareStep(const std::shared_ptr<CompareRun>& run) {
     log::debug(2, "Verified kernel state",
                {{"startedUnixMs", run->startedUnixMs},
                 {"readSeconds", run->readSeconds},
-                {"readPausedSeconds", run->readPausedSeconds},
                 {"compareSeconds", run->busySeconds},
                 {"compareWallSeconds", compareWall},
                 {"longestStepSeconds", run->longestStepSeconds},
                 {"trimSeconds", trimSeconds},
-                {"drift", run->drift}});
+                {"drift", run->drift},
+                {"readPausedSeconds", run->readPausedSeconds}});
     if (run->drift || std::any_of(proxiers_.begin(), proxiers_.end(),
                                   [](const auto& p) { return p->pending(); })) {
         changed();

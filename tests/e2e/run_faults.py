@@ -150,7 +150,7 @@ def verify_passes(d):
     drift found (its -v 2 "Verified kernel state" lines)."""
     out = []
     for m in re.finditer(r'"Verified kernel state" startedUnixMs=(\d+) readSeconds=(\S+) '
-                         r'compareSeconds=(\S+) .*?drift=(\w+)', d.log()):
+                         r'.*?compareSeconds=(\S+) .*?drift=(\w+)', d.log()):
         out.append({"start": int(m.group(1)) / 1000, "read": float(m.group(2)),
                     "compare": float(m.group(3)), "drift": m.group(4) == "true"})
     return out
