@@ -1311,17 +1311,19 @@ Result<void> Config::validate() const {
 
 namespace {
 
-// A string for the YAML emitter, double-quoted when `quoted` is set.
-struct QuotedIf {
+// A text field for the YAML emitter. yaml-cpp writes some control characters unquoted (a lone
+// carriage return, for one), and a reader takes those as line breaks: text holding any
+// control character is written double-quoted.
+struct Text {
     const std::string& s;
-    bool quoted;
 };
 
-YAML::Emitter& operator<<(YAML::Emitter& e, const QuotedIf& q) {
-    if (q.quoted) {
+YAML::Emitter& operator<<(YAML::Emitter& e, const Text& t) {
+    if (std::any_of(t.s.begin(), t.s.end(),
+                    [](unsigned char c) { return c < 0x20 || c == 0x7f; })) {
         e << YAML::DoubleQuoted;
     }
-    return e << q.s;
+    return e << t.s;
 }
 
 // The length of the valid UTF-8 sequence at s[i], or 0 if there is none.
@@ -1466,32 +1468,25 @@ std::string Config::configzJson() const {
 std::string Config::toYaml() const {
     YAML::Emitter e;
     const auto d = [](Duration x) { return formatGoDuration(x); };
-    // yaml-cpp writes some control characters unquoted (a lone carriage return, for one), and a
-    // reader takes those as line breaks: any text holding one is written double-quoted.
-    const auto text = [](const std::string& s) {
-        const bool control =
-            std::any_of(s.begin(), s.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
-        return QuotedIf{s, control};
-    };
     e << YAML::BeginMap;
     e << YAML::Key << "apiVersion" << YAML::Value << "kubeproxy.config.k8s.io/v1alpha1";
     e << YAML::Key << "kind" << YAML::Value << "KubeProxyConfiguration";
-    e << YAML::Key << "mode" << YAML::Value << text((mode.empty() ? "ipvs" : mode));
-    e << YAML::Key << "bindAddress" << YAML::Value << text(bindAddress);
+    e << YAML::Key << "mode" << YAML::Value << Text{mode.empty() ? "ipvs" : mode};
+    e << YAML::Key << "bindAddress" << YAML::Value << Text{bindAddress};
     e << YAML::Key << "bindAddressHardFail" << YAML::Value << bindAddressHardFail;
-    e << YAML::Key << "healthzBindAddress" << YAML::Value << text(healthzBindAddress);
-    e << YAML::Key << "metricsBindAddress" << YAML::Value << text(metricsBindAddress);
-    e << YAML::Key << "hostnameOverride" << YAML::Value << text(hostnameOverride);
+    e << YAML::Key << "healthzBindAddress" << YAML::Value << Text{healthzBindAddress};
+    e << YAML::Key << "metricsBindAddress" << YAML::Value << Text{metricsBindAddress};
+    e << YAML::Key << "hostnameOverride" << YAML::Value << Text{hostnameOverride};
     e << YAML::Key << "clientConnection" << YAML::Value << YAML::BeginMap;
-    e << YAML::Key << "kubeconfig" << YAML::Value << text(clientConnection.kubeconfig);
+    e << YAML::Key << "kubeconfig" << YAML::Value << Text{clientConnection.kubeconfig};
     e << YAML::Key << "qps" << YAML::Value << clientConnection.qps;
     e << YAML::Key << "burst" << YAML::Value << clientConnection.burst;
     e << YAML::EndMap;
-    e << YAML::Key << "clusterCIDR" << YAML::Value << text(clusterCIDR);
-    e << YAML::Key << "detectLocalMode" << YAML::Value << text(detectLocalMode);
+    e << YAML::Key << "clusterCIDR" << YAML::Value << Text{clusterCIDR};
+    e << YAML::Key << "detectLocalMode" << YAML::Value << Text{detectLocalMode};
     e << YAML::Key << "detectLocal" << YAML::Value << YAML::BeginMap;
-    e << YAML::Key << "bridgeInterface" << YAML::Value << text(detectLocal.bridgeInterface);
-    e << YAML::Key << "interfaceNamePrefix" << YAML::Value << text(detectLocal.interfaceNamePrefix);
+    e << YAML::Key << "bridgeInterface" << YAML::Value << Text{detectLocal.bridgeInterface};
+    e << YAML::Key << "interfaceNamePrefix" << YAML::Value << Text{detectLocal.interfaceNamePrefix};
     e << YAML::EndMap;
     e << YAML::Key << "nodePortAddresses" << YAML::Value << YAML::Flow << nodePortAddresses;
     e << YAML::Key << "configSyncPeriod" << YAML::Value << d(configSyncPeriod);
@@ -1500,7 +1495,7 @@ std::string Config::toYaml() const {
     e << YAML::Key << "masqueradeBit" << YAML::Value << iptables.masqueradeBit;
     e << YAML::EndMap;
     e << YAML::Key << "ipvs" << YAML::Value << YAML::BeginMap;
-    e << YAML::Key << "scheduler" << YAML::Value << text(ipvs.scheduler);
+    e << YAML::Key << "scheduler" << YAML::Value << Text{ipvs.scheduler};
     e << YAML::Key << "syncPeriod" << YAML::Value << d(ipvs.syncPeriod);
     e << YAML::Key << "minSyncPeriod" << YAML::Value << d(ipvs.minSyncPeriod);
     e << YAML::Key << "excludeCIDRs" << YAML::Value << YAML::Flow << ipvs.excludeCIDRs;
@@ -1531,7 +1526,7 @@ std::string Config::toYaml() const {
         e << YAML::Key << "oomScoreAdj" << YAML::Value << *oomScoreAdj;
     }
     e << YAML::Key << "logging" << YAML::Value << YAML::BeginMap;
-    e << YAML::Key << "format" << YAML::Value << text(logging.format);
+    e << YAML::Key << "format" << YAML::Value << Text{logging.format};
     e << YAML::Key << "verbosity" << YAML::Value << logging.verbosity;
     e << YAML::EndMap;
     e << YAML::EndMap;
