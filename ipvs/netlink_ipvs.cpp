@@ -292,7 +292,7 @@ Result<void> readReplies(NetlinkIpvs::Socket& s, std::span<const std::uint32_t> 
         if (beforeStep) {
             beforeStep();
         }
-        auto n = beforeStep ? s.receive(slots, true, 1) : s.receive(slots, true);
+        auto n = s.receive(slots, true, beforeStep ? 1U : ~0U);
         if (!n) {
             return n.error();
         }
