@@ -24,7 +24,9 @@ bool WriterGate::awaitWriters() {
         return false;
     }
     const auto start = std::chrono::steady_clock::now();
+    ++stats_.waitingNow;
     const bool idle = idle_.wait_for(lock, maxWait_, [this] { return writers_ == 0; });
+    --stats_.waitingNow;
     ++stats_.waits;
     if (!idle) {
         ++stats_.timeouts;

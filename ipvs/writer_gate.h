@@ -51,6 +51,7 @@ class WriterGate {
         std::uint64_t waits = 0;     // awaitWriters() calls that found a writer in
         std::uint64_t timeouts = 0;  // of those, how many gave up after maxWait
         double waitSeconds = 0;      // time spent waiting in total
+        int waitingNow = 0;          // readers inside awaitWriters() at this moment
     };
     Stats stats() const;
 
