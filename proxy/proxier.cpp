@@ -1661,6 +1661,7 @@ void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
     constexpr int kSetsFirst = 1;
     constexpr int kIpvsStage = kSetsFirst + static_cast<int>(kSetCount);
     constexpr int kUnseenStage = kIpvsStage + 1;
+    constexpr int kConfirmStage = kUnseenStage + 1;
     VerifyReport& rep = progress.report;
     if (!adopted_) {
         progress.done = true;
@@ -1754,8 +1755,19 @@ void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
         return;
     }
     if (progress.stage == kUnseenStage) {
+        // Scanning an entry is cheaper than comparing a virtual server: more per step.
+        constexpr std::size_t kScanPerBudget = 8;
+        const std::size_t scan = budget > std::numeric_limits<std::size_t>::max() / kScanPerBudget
+                                     ? budget
+                                     : budget * kScanPerBudget;
+        if (scanUnseen(snapshotSeq, progress, scan)) {
+            ++progress.stage;
+        }
+        return;
+    }
+    if (progress.stage == kConfirmStage) {
         ++progress.stage;
-        verifyUnseen(snapshotSeq, seen, rep);
+        confirmUnseen(snapshotSeq, progress.unseen, rep);
         return;
     }
 
@@ -1888,17 +1900,41 @@ void Proxier::verifyVs(const IpvsSnapshot::Vs& v, std::uint64_t snapshotSeq,
     resyncVs(key);
 }
 
-void Proxier::verifyUnseen(std::uint64_t snapshotSeq,
-                           const std::unordered_set<ipvs::ServiceKey>& seen, VerifyReport& rep) {
+bool Proxier::scanUnseen(std::uint64_t snapshotSeq, VerifyProgress& p, std::size_t budget) const {
+    // One pass over known_ held the io thread for 8 ms at 44,000 Services (40 ms under
+    // emulation), so it goes by buckets, and syncs run in between. A bucket index survives
+    // inserts and erases, not a rehash: after one the scan starts again. What a sync added or
+    // deleted meanwhile is changed since the snapshot and not collected; confirmUnseen
+    // filters again for what changes after the scan passed it.
+    if (p.buckets != known_.bucket_count()) {  // the first step (never 0 buckets), or a rehash
+        p.sub = 0;
+        p.buckets = known_.bucket_count();
+        p.unseen.clear();
+    }
+    std::size_t visited = 0;
+    for (; p.sub < p.buckets && visited < budget; ++p.sub) {
+        for (auto it = known_.begin(p.sub); it != known_.end(p.sub); ++it) {
+            ++visited;
+            const auto& key = it->first;
+            if (key.family() == cfg_.family && p.seen.count(key) == 0 &&
+                !changedSince(key, snapshotSeq)) {
+                p.unseen.push_back(key);
+            }
+        }
+    }
+    return p.sub == p.buckets;
+}
+
+void Proxier::confirmUnseen(std::uint64_t snapshotSeq, const std::vector<ipvs::ServiceKey>& found,
+                            VerifyReport& rep) {
     // The kernel's dump of virtual servers resumes each part at an index into its hash table,
     // so virtual servers deleted while the snapshot was read (ours, or anyone's) shift the rest
     // and some are never sent: absent from the snapshot is not gone. Each one that looks gone
     // is confirmed here, where no write of ours can interleave (seen at 10,000 Services: 45
     // virtual servers 'repaired' by re-adding what was there, while Services were deleted).
     std::vector<ipvs::ServiceKey> unseen;
-    for (const auto& [key, kv] : known_) {
-        if (key.family() == cfg_.family && seen.count(key) == 0 &&
-            !changedSince(key, snapshotSeq)) {
+    for (const auto& key : found) {
+        if (known_.count(key) != 0 && !changedSince(key, snapshotSeq)) {
             unseen.push_back(key);
         }
     }

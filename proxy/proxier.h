@@ -269,6 +269,10 @@ class Proxier {
             mismatch = false;
         }
         std::unordered_set<ipvs::ServiceKey> seen;
+        // Ours and not in the snapshot, found by scanning known_ a few buckets per step;
+        // the bucket count it started with (a rehash between steps restarts the scan).
+        std::vector<ipvs::ServiceKey> unseen;
+        std::size_t buckets = 0;
         VerifyReport report;
         bool done = false;
     };
@@ -377,8 +381,11 @@ class Proxier {
     bool changedSince(const ipvs::ServiceKey& key, std::uint64_t snapshotSeq) const;
     void verifyVs(const IpvsSnapshot::Vs& v, std::uint64_t snapshotSeq,
                   std::unordered_set<ipvs::ServiceKey>& seen, VerifyReport& rep);
-    void verifyUnseen(std::uint64_t snapshotSeq, const std::unordered_set<ipvs::ServiceKey>& seen,
-                      VerifyReport& rep);
+    // Collects known virtual servers absent from the snapshot, about `budget` entries of
+    // known_ per call; true once the scan is complete.
+    bool scanUnseen(std::uint64_t snapshotSeq, VerifyProgress& p, std::size_t budget) const;
+    void confirmUnseen(std::uint64_t snapshotSeq, const std::vector<ipvs::ServiceKey>& unseen,
+                       VerifyReport& rep);
 
     ProxierConfig cfg_;
     KernelRefs k_;
