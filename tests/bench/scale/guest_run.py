@@ -492,15 +492,14 @@ class Run:
         v = {"read_s": last["readSeconds"], "compare_s": last["compareSeconds"],
              "total_s": last["readSeconds"] + last["compareSeconds"], "passes": len(passes),
              "longest_step_s": max(p.get("longestStepSeconds", 0) for p in passes),
-             "trim_s": max(p.get("trimSeconds", 0) for p in passes),
              "drift": any(p["drift"] for p in passes),
              "during_p50": pct(during, 50), "during_p99": pct(during, 99),
              "during_n": len(during), "outside_p50": pct(outside, 50),
              "outside_p99": pct(outside, 99), "outside_n": len(outside)}
         self.result["verify"] = v
         say(f"  verification pass: read {v['read_s']:.3f}s (own thread) + compare "
-            f"{v['compare_s']:.3f}s (io thread; longest step {v['longest_step_s'] * 1000:.1f} ms, "
-            f"heap trim {v['trim_s'] * 1000:.1f} ms); drift {v['drift']}; {len(during)} changes "
+            f"{v['compare_s']:.3f}s (io thread; longest step {v['longest_step_s'] * 1000:.1f} "
+            f"ms); drift {v['drift']}; {len(during)} changes "
             f"during a pass: p50 {ms(v['during_p50'])}, p99 {ms(v['during_p99'])}; "
             f"{len(outside)} outside: p50 {ms(v['outside_p50'])}, p99 {ms(v['outside_p99'])}")
         self.memory("after-verify")
