@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
+#include <string>
 
 namespace kipvs::ipvs {
 
@@ -124,6 +126,17 @@ Result<std::vector<std::string>> applySysctls(Sysctl& s, std::span<const SysctlS
         changed.push_back(setting.key);
     }
     return changed;
+}
+
+bool ipvsSchedulerLoaded(std::string_view sched, const std::string& sysModule) {
+    const bool plain = !sched.empty() && std::all_of(sched.begin(), sched.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    });
+    if (!plain) {
+        return false;
+    }
+    const std::string dir = sysModule + "/ip_vs_" + std::string(sched);
+    return access(dir.c_str(), F_OK) == 0;
 }
 
 }  // namespace kipvs::ipvs

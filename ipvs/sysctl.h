@@ -38,4 +38,9 @@ class ProcSysctl final : public Sysctl {
     std::string root_;
 };
 
+// Whether IPVS scheduler `sched` ("rr", "wrr", ...) is loaded as a module: true when
+// <sysModule>/ip_vs_<sched> exists. False for a scheduler built into the kernel (it may have no
+// entry there), for a name that is not a plain module name, or when /sys is not mounted.
+bool ipvsSchedulerLoaded(std::string_view sched, const std::string& sysModule = "/sys/module");
+
 }  // namespace kipvs::ipvs

@@ -542,9 +542,14 @@ Result<void> Daemon::openKernel() {
 }
 
 Result<void> Daemon::checkScheduler() {
-    // As kube-proxy: if no virtual server uses the scheduler yet, create a probe one with it
-    // (the kernel loads ip_vs_<scheduler> on demand) and delete it again.
+    // Its module loaded already (always so on a restart): nothing to ask the kernel. Else, as
+    // kube-proxy: if no virtual server uses the scheduler yet, create a probe one with it (the
+    // kernel loads ip_vs_<scheduler> on demand) and delete it again. Listing the virtual
+    // servers is a full dump, which took seconds of a restart at 44,000 Services.
     const auto sched = cfg_.effectiveScheduler();
+    if (ipvs::ipvsSchedulerLoaded(sched)) {
+        return ok();
+    }
     auto services = ipvs_->services();
     if (!services) {
         return services.error().context("can't use the IPVS proxier: list virtual servers");

@@ -1235,6 +1235,16 @@ TEST_CASE("the IPVS sysctls are applied through /proc/sys", "[kernel][sysctl]") 
     CHECK(again->empty());
 }
 
+TEST_CASE("a scheduler the kernel loaded for a virtual server shows in /sys/module",
+          "[kernel][sysctl]") {
+    // The daemon skips its scheduler check (a full dump of the virtual servers) when this holds.
+    freshNamespace();
+    sh("ipvsadm -A -t 10.0.0.1:80 -s wlc");
+    CHECK(ipvsSchedulerLoaded("wlc"));
+    CHECK_FALSE(ipvsSchedulerLoaded("nosuchscheduler"));
+    sh("ipvsadm -D -t 10.0.0.1:80");
+}
+
 // ---------------------------------------------------------------------------------------------
 // conntrack
 

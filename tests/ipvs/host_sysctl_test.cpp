@@ -160,3 +160,18 @@ TEST_CASE("ProcSysctl write errors name the key and the value", "[sysctl]") {
     REQUIRE(kipvs::test::failed(r));
     CHECK(r.error().message.find("net/ipv4/vs/conntrack=1") != std::string::npos);
 }
+
+TEST_CASE("a scheduler counts as loaded when its module is in /sys/module", "[sysctl]") {
+    TempDir t;
+    t.write("ip_vs_rr/refcnt", "3\n");
+    t.write("ip_vs/refcnt", "5\n");
+    const std::string root = t.path().string();
+    CHECK(ipvsSchedulerLoaded("rr", root));
+    CHECK_FALSE(ipvsSchedulerLoaded("wrr", root));  // built in, or not loaded: probe it
+    // Only plain module names are joined to the folder.
+    t.write("ip_vs_rr/x/refcnt", "1\n");
+    CHECK_FALSE(ipvsSchedulerLoaded("", root));
+    CHECK_FALSE(ipvsSchedulerLoaded("rr/x", root));
+    CHECK_FALSE(ipvsSchedulerLoaded("../ip_vs_rr", root));
+    CHECK_FALSE(ipvsSchedulerLoaded("rr", root + "/missing"));
+}
