@@ -36,7 +36,12 @@ class Ipvs {
     // adoption use at 44,000 services.
     using ServiceVisitor =
         std::function<void(const ServiceEntry& service, std::span<const DestEntry> dests)>;
-    virtual Result<void> walk(const ServiceVisitor& fn) = 0;
+    Result<void> walk(const ServiceVisitor& fn) { return walk(fn, {}); }
+    // The same for the virtual servers `want` accepts (all when it is empty): the others are
+    // skipped as they arrive, their real servers never read (one request per virtual server,
+    // the most of a walk's cost).
+    using ServiceFilter = std::function<bool(const ServiceKey& key)>;
+    virtual Result<void> walk(const ServiceVisitor& fn, const ServiceFilter& want) = 0;
 
     // Applies writes in order, pipelined: many requests per sendmsg(), acks matched by
     // sequence number. Returns exactly one result per op, in the same order. One failing op

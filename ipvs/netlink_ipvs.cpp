@@ -602,7 +602,7 @@ Result<std::vector<DestEntry>> NetlinkIpvs::dests(const ServiceKey& key) {
     return out;
 }
 
-Result<void> NetlinkIpvs::walk(const ServiceVisitor& fn) {
+Result<void> NetlinkIpvs::walk(const ServiceVisitor& fn, const ServiceFilter& want) {
     auto ws = walkSocket();
     if (!ws) {
         return ws.error();
@@ -635,6 +635,9 @@ Result<void> NetlinkIpvs::walk(const ServiceVisitor& fn) {
                     return ok();
                 }
                 return e.error();
+            }
+            if (want && !want(e->service.key)) {
+                return ok();
             }
             destScratch_.clear();
             if (beforeStep) {

@@ -70,7 +70,8 @@ class NetlinkIpvs final : public Ipvs {
     Result<std::vector<ServiceEntry>> services() override;
     Result<std::optional<ServiceEntry>> service(const ServiceKey& key) override;
     Result<std::vector<DestEntry>> dests(const ServiceKey& key) override;
-    Result<void> walk(const ServiceVisitor& fn) override;
+    using Ipvs::walk;
+    Result<void> walk(const ServiceVisitor& fn, const ServiceFilter& want) override;
     std::vector<OpResult> apply(std::span<const Op> ops) override;
     Result<void> flush() override;
 

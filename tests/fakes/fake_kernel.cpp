@@ -119,8 +119,12 @@ Result<std::vector<ipvs::DestEntry>> FakeIpvs::dests(const ipvs::ServiceKey& key
     return out;
 }
 
-Result<void> FakeIpvs::walk(const ServiceVisitor& fn) {
+Result<void> FakeIpvs::walk(const ServiceVisitor& fn, const ServiceFilter& want) {
     for (const auto& [k, v] : table) {
+        if (want && !want(k)) {
+            continue;
+        }
+        ++walkDestReads;
         std::vector<ipvs::DestEntry> ds;
         for (const auto& [dk, d] : v.dests) {
             ds.push_back(d);

@@ -41,6 +41,8 @@ class FakeIpvs final : public ipvs::Ipvs {
 
     // Writes received, per kind ("add-service", ...); reads are not counted.
     std::map<std::string, int> writes;
+    // Virtual servers whose real servers a walk read.
+    int walkDestReads = 0;
     int totalWrites() const;
     int applyCalls = 0;
     // Returns an errno to refuse an op with, or 0 to let it through.
@@ -60,7 +62,8 @@ class FakeIpvs final : public ipvs::Ipvs {
     Result<std::vector<ipvs::ServiceEntry>> services() override;
     Result<std::optional<ipvs::ServiceEntry>> service(const ipvs::ServiceKey& key) override;
     Result<std::vector<ipvs::DestEntry>> dests(const ipvs::ServiceKey& key) override;
-    Result<void> walk(const ServiceVisitor& fn) override;
+    using ipvs::Ipvs::walk;
+    Result<void> walk(const ServiceVisitor& fn, const ServiceFilter& want) override;
     std::vector<ipvs::OpResult> apply(std::span<const ipvs::Op> ops) override;
     Result<void> flush() override;
 

@@ -607,6 +607,50 @@ TEST_CASE("a paced walk holds back while a writer is in, then reads everything",
     CHECK(steps.load() > 2000 + 2);
 }
 
+TEST_CASE("a filtered walk reads the real servers of the accepted virtual servers only",
+          "[kernel][ipvs]") {
+    // Start-up adoption: each family's proxier reads its own virtual servers' real servers.
+    freshNetns();
+    std::vector<Op> ops;
+    for (int i = 0; i < 300; ++i) {
+        const std::string addr = "10.102.0." + std::to_string(i % 250 + 1);
+        const auto v = vs(addr.c_str(), static_cast<std::uint16_t>(80 + i / 250), Protocol::TCP);
+        ops.push_back(Op::addService(v));
+        ops.push_back(Op::addDest(v.key, rs("10.244.0.1", 8080)));
+    }
+    for (int i = 0; i < 20; ++i) {
+        const std::string addr = "fd00:102::" + std::to_string(i + 1);
+        const auto v = vs(addr.c_str(), 80, Protocol::TCP);
+        ops.push_back(Op::addService(v));
+        ops.push_back(Op::addDest(v.key, rs("fd00:244::1", 8080)));
+        ops.push_back(Op::addDest(v.key, rs("fd00:244::2", 8080)));
+    }
+    auto ipvs = openIpvs();
+    requireAllSucceeded(ipvs->apply(ops));
+    int steps = 0;
+    NetlinkIpvs::Options o;
+    o.beforeReadStep = [&] { ++steps; };  // one per request, datagram and real servers dump
+    auto reader = openIpvs(o);
+    int visited = 0;
+    int dests = 0;
+    int offered = 0;
+    auto r = reader->walk(
+        [&](const ServiceEntry& e, std::span<const DestEntry> ds) {
+            CHECK(e.service.key.family() == net::Family::V6);
+            ++visited;
+            dests += static_cast<int>(ds.size());
+        },
+        [&](const ServiceKey& k) {
+            ++offered;
+            return k.family() == net::Family::V6;
+        });
+    REQUIRE(r.has_value());
+    CHECK(offered == 320);
+    CHECK(visited == 20);
+    CHECK(dests == 40);
+    CHECK(steps < 20 + 20);  // 20 real servers dumps and a few for the virtual servers
+}
+
 TEST_CASE("counters after real traffic match ipvsadm --stats", "[kernel][ipvs][traffic]") {
     freshNetns();
     // A pod and a client, each in its own namespace on a veth pair to this (node) namespace;

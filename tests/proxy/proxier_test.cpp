@@ -847,6 +847,35 @@ TEST_CASE("an iptables-restore failure is counted and retried without blocking I
     CHECK_FALSE(p.pending());
 }
 
+TEST_CASE("adoption reads the real servers of its own family's virtual servers only", "[proxier]") {
+    Fixture f;
+    f.cfg.servicesPerStep = 1000;
+    auto& p = f.start();
+    addServices(p, 300, "10.96.9.");
+    REQUIRE(f.sync());
+    // Someone else's virtual server, with a real server.
+    ipvs::VirtualServer foreign;
+    foreign.key = {ip("192.0.2.1"), 80, Protocol::TCP, 0};
+    foreign.scheduler = *ipvs::ShortName::make("rr");
+    f.ipvs.table[foreign.key].vs = foreign;
+    // The IPv6 proxier of the same (dual-stack) node, on a restart: none of these is its.
+    ProxierConfig cfg6 = f.cfg;
+    cfg6.family = net::Family::V6;
+    Proxier p6(cfg6, KernelRefs{f.ipvs, f.addrs, f.ipset, f.rules, &f.conntrack}, f.reg);
+    f.ipvs.walkDestReads = 0;
+    REQUIRE(p6.adopt());
+    CHECK(f.ipvs.walkDestReads == 0);  // was 301: a real servers dump per virtual server
+    const auto writes = f.writes();    // after the IPv6 sets were created
+    // The IPv4 one reads its 300, not the foreign one, and a restart writes nothing.
+    f.ipvs.walkDestReads = 0;
+    auto& again = f.start();
+    CHECK(f.ipvs.walkDestReads == 300);
+    addServices(again, 300, "10.96.9.");
+    REQUIRE(f.sync());
+    CHECK(f.writes() == writes);
+    CHECK(f.ipvs.table.count(foreign.key) == 1);
+}
+
 TEST_CASE("a virtual server the snapshot's dump skipped is not drift", "[proxier]") {
     // The kernel's dump resumes at an index, so deletes while it is read make it skip
     // virtual servers that are still there.
