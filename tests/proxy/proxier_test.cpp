@@ -152,6 +152,15 @@ void addServices(Proxier& p, int n, const std::string& net) {
     }
 }
 
+// A started IPv4 proxier with 300 Services under `net`, programmed in one sync.
+Proxier& startWith300(Fixture& f, const std::string& net) {
+    f.cfg.servicesPerStep = 1000;
+    auto& p = f.start();
+    addServices(p, 300, net);
+    REQUIRE(f.sync());
+    return p;
+}
+
 }  // namespace
 
 TEST_CASE("nothing is programmed until Services, EndpointSlices and the Node synced", "[proxier]") {
@@ -849,10 +858,7 @@ TEST_CASE("an iptables-restore failure is counted and retried without blocking I
 
 TEST_CASE("adoption reads the real servers of its own family's virtual servers only", "[proxier]") {
     Fixture f;
-    f.cfg.servicesPerStep = 1000;
-    auto& p = f.start();
-    addServices(p, 300, "10.96.9.");
-    REQUIRE(f.sync());
+    startWith300(f, "10.96.9.");
     // Someone else's virtual server, with a real server.
     ipvs::VirtualServer foreign;
     foreign.key = {ip("192.0.2.1"), 80, Protocol::TCP, 0};
@@ -880,10 +886,7 @@ TEST_CASE("a virtual server the snapshot's dump skipped is not drift", "[proxier
     // The kernel's dump resumes at an index, so deletes while it is read make it skip
     // virtual servers that are still there.
     Fixture f;
-    f.cfg.servicesPerStep = 1000;
-    auto& p = f.start();
-    addServices(p, 300, "10.96.3.");
-    REQUIRE(f.sync());
+    auto& p = startWith300(f, "10.96.3.");
     REQUIRE(f.ipvs.table.size() == 300);
     const int writes = f.ipvs.totalWrites();
     for (std::size_t skipped : {std::size_t{3}, std::size_t{280}}) {  // one by one, one walk
@@ -906,10 +909,7 @@ TEST_CASE("a virtual server the snapshot's dump skipped is not drift", "[proxier
 TEST_CASE("verification in bounded steps, with syncs in between, finds only real drift",
           "[proxier]") {
     Fixture f;
-    f.cfg.servicesPerStep = 1000;
-    auto& p = f.start();
-    addServices(p, 300, "10.96.4.");
-    REQUIRE(f.sync());
+    auto& p = startWith300(f, "10.96.4.");
     // Someone else deletes one of ours; then the snapshot is taken.
     const ipvs::ServiceKey gone{ip("10.96.4.7"), 80, Protocol::TCP, 0};
     f.ipvs.table.erase(gone);
@@ -943,10 +943,7 @@ TEST_CASE("virtual servers missing from the snapshot are looked for in steps, ac
     constexpr int kUnseenStage = 1 + static_cast<int>(kSetCount) + 1;
     const int syncAtStep = GENERATE(1, 3, 7);
     Fixture f;
-    f.cfg.servicesPerStep = 1000;
-    auto& p = f.start();
-    addServices(p, 300, "10.96.8.");
-    REQUIRE(f.sync());
+    auto& p = startWith300(f, "10.96.8.");
     const ipvs::ServiceKey gone{ip("10.96.8.7"), 80, Protocol::TCP, 0};
     f.ipvs.table.erase(gone);  // deleted behind our back
     const auto seq = p.opSeq();
