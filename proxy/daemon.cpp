@@ -64,6 +64,15 @@ constexpr auto kEarlyStepGap = std::chrono::milliseconds(20);
 constexpr std::size_t kCompareBudget = 500;
 // How far the verification reader is below the other threads (nice steps).
 constexpr int kVerifierNice = 10;
+
+// Run first on the verification's background thread (its read, then the snapshot's release):
+// named for top -H and perf, and below the io thread and the API client's threads. The read
+// is background work (2.5 s at 10,000 Services, 24-31 s at 44,000 under emulation) and must
+// not take their CPU while events arrive; the netlink dumps run in this thread's context too.
+void enterVerifierThread() {
+    pthread_setname_np(pthread_self(), "kube-ipvs-ver");
+    lowerThreadPriority(kVerifierNice);
+}
 // The longest the verification reader holds back one step of its IPVS read while a sync
 // writes (ipvs::WriterGate): a sync of a few changes takes milliseconds.
 constexpr auto kReaderMaxPause = std::chrono::milliseconds(250);
@@ -960,11 +969,7 @@ void Daemon::startVerify() {
     lastVerifyStart_ = verifyStart;
     verifyReading_ = true;
     verifier_ = std::thread([this, seqs, families, binding, verifyStart, verifyStartWall] {
-        pthread_setname_np(pthread_self(), "kube-ipvs-ver");
-        // Below the io thread and the API client's threads: the read is background work
-        // (2.5 s at 10,000 Services, 24-31 s at 44,000 under emulation) and must not take their
-        // CPU while events arrive. The netlink dumps run in this thread's context too.
-        lowerThreadPriority(kVerifierNice);
+        enterVerifierThread();
         Result<KernelSnapshot> snap = Error::invalid("no snapshot");
         ipvs::NetlinkIpvs::Options ipvsOptions;
         ipvsOptions.beforeReadStep = [this] { ipvsWriters_.awaitWriters(); };
@@ -1054,8 +1059,7 @@ void Daemon::compareStep(const std::shared_ptr<CompareRun>& run) {
         verifier_.join();
     }
     verifier_ = std::thread([snap = std::move(run->snap)]() mutable {
-        pthread_setname_np(pthread_self(), "kube-ipvs-ver");
-        lowerThreadPriority(kVerifierNice);
+        enterVerifierThread();
         const auto start = SteadyClock::now();
         snap = KernelSnapshot{};
         releaseFreeHeap();
