@@ -261,7 +261,8 @@ class Proxier {
     struct VerifyProgress {
         int stage = 0;
         std::size_t pos = 0;    // next virtual server of the snapshot
-        std::size_t sub = 0;    // next member of the current stage's address list or set
+        std::size_t sub = 0;    // next member of the stage's address list or set, or bucket
+                                // of known_ in the scan for unseen virtual servers
         bool mismatch = false;  // that list differs from what is known
         void nextStage() {
             ++stage;
