@@ -1379,6 +1379,18 @@ constexpr std::size_t kConfirmOneByOne = 256;
 // ---- sync -------------------------------------------------------------------------------
 
 Result<void> Proxier::adopt() {
+    if (auto r = prepareAdopt(); !r) {
+        return r;
+    }
+    auto table = readOwned(k_.ipvs);
+    if (!table) {
+        return table.error();
+    }
+    finishAdopt(std::move(*table));
+    return ok();
+}
+
+Result<void> Proxier::prepareAdopt() {
     const std::string dev(names::kDummyInterface);
     auto created = k_.addresses.ensureDummy(dev);
     if (!created) {
@@ -1403,12 +1415,17 @@ Result<void> Proxier::adopt() {
     }
     known_.clear();
     terminating_.clear();
+    return ok();
+}
+
+Result<std::unique_ptr<Proxier::OwnedTable>> Proxier::readOwned(ipvs::Ipvs& ipvs) const {
+    auto table = std::make_unique<OwnedTable>();
     // Only ours of this family: the other family's proxier reads the rest (at 44,000 IPv4
     // Services the IPv6 proxier read all their real servers too, 17 s under emulation).
     const auto ours = [this](const ipvs::ServiceKey& key) {
         return key.family() == cfg_.family && owns(key);
     };
-    auto r = k_.ipvs.walk(
+    auto r = ipvs.walk(
         [&](const ipvs::ServiceEntry& s, std::span<const ipvs::DestEntry> ds) {
             const auto& key = s.service.key;
             KnownVs kv;
@@ -1421,21 +1438,26 @@ Result<void> Proxier::adopt() {
                 // otherwise it keeps draining.
                 kv.dests.push_back(KnownDest{d.dest, d.dest.weight == 0});
                 if (d.dest.weight == 0) {
-                    terminating_[key].insert(d.dest.key);
+                    table->terminating[key].insert(d.dest.key);
                 }
             }
             std::sort(kv.dests.begin(), kv.dests.end(),
                       [](const KnownDest& a, const KnownDest& c) { return destLess(a.rs, c.rs); });
-            known_.emplace(key, std::move(kv));
+            table->known.emplace(key, std::move(kv));
         },
         ours);
     if (!r) {
         return r.error().context("read IPVS table");
     }
+    return table;
+}
+
+void Proxier::finishAdopt(std::unique_ptr<OwnedTable> table) {
+    known_ = std::move(table->known);
+    terminating_ = std::move(table->terminating);
     coldStart_ = known_.empty() && std::all_of(setKnown_.begin(), setKnown_.end(),
                                                [](const SetKnown& k) { return k.empty(); });
     adopted_ = true;
-    return ok();
 }
 
 Proxier::Step Proxier::syncStep(const SyncTime& now) {

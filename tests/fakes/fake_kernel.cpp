@@ -120,6 +120,11 @@ Result<std::vector<ipvs::DestEntry>> FakeIpvs::dests(const ipvs::ServiceKey& key
 }
 
 Result<void> FakeIpvs::walk(const ServiceVisitor& fn, const ServiceFilter& want) {
+    if (onWalk) {
+        if (auto r = onWalk(); !r) {
+            return r;
+        }
+    }
     for (const auto& [k, v] : table) {
         if (want && !want(k)) {
             continue;

@@ -43,6 +43,8 @@ class FakeIpvs final : public ipvs::Ipvs {
     std::map<std::string, int> writes;
     // Virtual servers whose real servers a walk read.
     int walkDestReads = 0;
+    // Runs as a walk starts (a test pauses a reader thread there); an error fails the walk.
+    std::function<Result<void>()> onWalk;
     int totalWrites() const;
     int applyCalls = 0;
     // Returns an errno to refuse an op with, or 0 to let it through.

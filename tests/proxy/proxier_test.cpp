@@ -3,7 +3,10 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cerrno>
+#include <future>
 #include <memory>
+#include <thread>
 
 #include "builders.h"
 #include "ipvs/names.h"
@@ -455,6 +458,71 @@ TEST_CASE("a restart with nothing changed writes nothing to IPVS, addresses or s
     // finds them in place and restores nothing); the cold-node bootstrap rules are skipped.
     CHECK(f.rules.syncs.size() == rulesSyncs + 1);
     CHECK(f.rules.syncs.back() == lastRules);
+}
+
+TEST_CASE("a restart reads the IPVS table on another thread while the lists arrive", "[proxier]") {
+    Fixture f;
+    programAndStop(f);
+    const auto before = f.table();
+    const int writes = f.writes();
+
+    f.make();
+    REQUIRE(f.p->prepareAdopt());
+    // The reader waits at the start of its walk until the lists are in and a sync was tried.
+    std::promise<void> listed;
+    auto listedNow = listed.get_future();
+    f.ipvs.onWalk = [&]() -> Result<void> {
+        listedNow.wait();
+        return ok();
+    };
+    Result<std::unique_ptr<Proxier::OwnedTable>> read = Error::invalid("not read");
+    std::thread reader([&] { read = f.p->readOwned(f.ipvs); });
+    f.p->onNodeUpsert(node("node-1", "192.168.1.10", "zone-a"));
+    feedSame(*f.p);
+    f.p->setServicesSynced();
+    f.p->setSlicesSynced();
+    f.p->setNodeSynced();
+    CHECK(f.p->initialized());
+    CHECK_FALSE(f.p->adopted());
+    // Not read yet: nothing is programmed, not even as a cold start.
+    CHECK_FALSE(f.p->programEarly());
+    CHECK(f.p->syncStep(f.now()).done);
+    CHECK(f.writes() == writes);
+    listed.set_value();
+    reader.join();
+    REQUIRE(read);
+    f.p->finishAdopt(std::move(*read));
+    CHECK(f.p->adopted());
+    CHECK(f.p->knownVirtualServers() == before.size());
+    REQUIRE(f.sync());
+    CHECK(f.writes() == writes);
+    CHECK(f.table() == before);
+}
+
+TEST_CASE("a failed read of the IPVS table leaves adoption to a later adopt()", "[proxier]") {
+    Fixture f;
+    programAndStop(f);
+    const auto before = f.table();
+    const int writes = f.writes();
+    f.make();
+    REQUIRE(f.p->prepareAdopt());
+    f.ipvs.onWalk = []() -> Result<void> { return Error::sys(ENOBUFS, "IPVS walk"); };
+    auto read = f.p->readOwned(f.ipvs);
+    REQUIRE_FALSE(read);
+    CHECK(read.error().message.find("read IPVS table") != std::string::npos);
+    f.p->onNodeUpsert(node("node-1", "192.168.1.10", "zone-a"));
+    feedSame(*f.p);
+    f.p->setServicesSynced();
+    f.p->setSlicesSynced();
+    f.p->setNodeSynced();
+    CHECK_FALSE(f.p->adopted());
+    CHECK(f.p->syncStep(f.now()).done);
+    CHECK(f.writes() == writes);
+    f.ipvs.onWalk = nullptr;
+    REQUIRE(f.p->adopt());
+    REQUIRE(f.sync());
+    CHECK(f.writes() == writes);
+    CHECK(f.table() == before);
 }
 
 TEST_CASE("after a restart, what vanished while we were down is removed; others' objects stay",
