@@ -736,18 +736,24 @@ MergedEndpoints Proxier::endpointsOf(const k8s::ObjectKey& svc) const {
 
 // ---- desired state bookkeeping ----------------------------------------------------------
 
+// A member wanted or no longer wanted is queued for the next write only when the kernel's
+// state differs (one queued earlier is re-checked anyway): after a restart, 92,000 members
+// at 44,000 Services are wanted and already there.
 void Proxier::refEntry(const DesiredEntry& e, int delta, Batch& /*b*/) {
-    auto& refs = setRefs_[static_cast<std::size_t>(e.set)];
+    const auto i = static_cast<std::size_t>(e.set);
+    auto& refs = setRefs_[i];
     if (delta > 0) {
-        if (++refs[e.entry] == 1) {
-            setPending_[static_cast<std::size_t>(e.set)].insert(e.entry);
+        if (++refs[e.entry] == 1 && setKnown_[i].count(e.entry) == 0) {
+            setPending_[i].insert(e.entry);
         }
         return;
     }
     auto it = refs.find(e.entry);
     if (it != refs.end() && --it->second == 0) {
         refs.erase(it);
-        setPending_[static_cast<std::size_t>(e.set)].insert(e.entry);
+        if (setKnown_[i].count(e.entry) != 0) {
+            setPending_[i].insert(e.entry);
+        }
     }
 }
 
@@ -756,7 +762,7 @@ void Proxier::refBind(const net::IpAddress& a, int delta, Batch& b) {
     // address itself (sets are applied around the address changes).
     refEntry({SetId::IpvsIps, SetEntry::address(a)}, delta, b);
     if (delta > 0) {
-        if (++bindRefs_[a] == 1) {
+        if (++bindRefs_[a] == 1 && boundKnown_.count(a) == 0) {
             vipPending_.insert(a);
         }
         return;
@@ -764,7 +770,9 @@ void Proxier::refBind(const net::IpAddress& a, int delta, Batch& b) {
     auto it = bindRefs_.find(a);
     if (it != bindRefs_.end() && --it->second == 0) {
         bindRefs_.erase(it);
-        vipPending_.insert(a);
+        if (boundKnown_.count(a) != 0) {
+            vipPending_.insert(a);
+        }
     }
 }
 
