@@ -1360,6 +1360,7 @@ int Daemon::run() {
         log::warning(w);
     }
     installSignals();
+    limitHeapRetention();
     // The API client starts first: its lists run on their own thread while this one sets the
     // node up and reads the kernel. What it delivers waits in apiStrand_ until io_ runs below,
     // after the proxiers exist.

@@ -24,6 +24,11 @@ int threadNice() {
     return getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
 }
 
+void limitHeapRetention() {
+    mallopt(M_MMAP_THRESHOLD, 256 << 10);
+    mallopt(M_TRIM_THRESHOLD, 1 << 20);
+}
+
 bool releaseFreeHeap() {
     return malloc_trim(0) != 0;
 }

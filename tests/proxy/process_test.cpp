@@ -77,3 +77,40 @@ TEST_CASE("releaseFreeHeap gives freed heap pages back to the kernel", "[process
     CHECK(pin[0] == static_cast<char>(kCount - 1));
 #endif
 }
+
+TEST_CASE("limitHeapRetention keeps a thread's freed heap from staying resident", "[process]") {
+#ifdef KIPVS_ASAN
+    WARN("skipped under AddressSanitizer: its allocator does not use glibc's heaps");
+#else
+    proxy::limitHeapRetention();
+    {
+        // Freeing a large mapped block raises glibc's adaptive thresholds (here to 16 and
+        // 32 MiB) unless they are fixed.
+        std::vector<char> big(16U << 20, 'x');
+        CHECK(big.back() == 'x');
+    }
+    const long before = residentBytes();
+    long allocated = 0;
+    std::thread t([&] {
+        // 24 MiB in small blocks on this thread's own heap, then all freed: they merge into
+        // the heap's top, which stays resident while it is below the trim threshold.
+        std::vector<std::unique_ptr<char[]>> blocks;
+        constexpr std::size_t kBlock = 4000;
+        constexpr std::size_t kCount = (24U << 20) / kBlock;
+        blocks.reserve(kCount);
+        for (std::size_t i = 0; i < kCount; ++i) {
+            blocks.emplace_back(new char[kBlock]);
+            std::fill_n(blocks.back().get(), kBlock, static_cast<char>(i));
+        }
+        allocated = residentBytes() - before;
+        while (!blocks.empty()) {
+            blocks.pop_back();
+        }
+    });
+    t.join();
+    const long after = residentBytes();
+    INFO("resident before " << before << ", +" << allocated << " while allocated, after " << after);
+    CHECK(allocated > (20L << 20));
+    CHECK(after - before < (4L << 20));
+#endif
+}
