@@ -31,6 +31,19 @@ long residentBytes() {
     f >> size >> resident;
     return resident * sysconf(_SC_PAGESIZE);
 }
+
+// `bytes` in 4,000-byte blocks (below any mmap threshold, so they come from the calling
+// thread's heap), block i filled with (char)i.
+std::vector<std::unique_ptr<char[]>> smallBlocks(std::size_t bytes) {
+    constexpr std::size_t kBlock = 4000;
+    std::vector<std::unique_ptr<char[]>> blocks;
+    blocks.reserve(bytes / kBlock);
+    for (std::size_t i = 0; i < bytes / kBlock; ++i) {
+        blocks.emplace_back(new char[kBlock]);
+        std::fill_n(blocks.back().get(), kBlock, static_cast<char>(i));
+    }
+    return blocks;
+}
 #endif
 
 }  // namespace
@@ -56,16 +69,10 @@ TEST_CASE("releaseFreeHeap gives freed heap pages back to the kernel", "[process
         "skipped under AddressSanitizer: its allocator keeps freed memory in quarantine and "
         "does not use glibc's heap that malloc_trim releases");
 #else
-    // 64 MiB in small blocks (below the mmap threshold, so they come from the heap), then all
-    // freed but the last, which pins the top of the heap: free() alone cannot shrink it.
-    std::vector<std::unique_ptr<char[]>> blocks;
-    constexpr std::size_t kBlock = 4000;
-    constexpr std::size_t kCount = (64U << 20) / kBlock;
-    blocks.reserve(kCount);
-    for (std::size_t i = 0; i < kCount; ++i) {
-        blocks.emplace_back(new char[kBlock]);
-        std::fill_n(blocks.back().get(), kBlock, static_cast<char>(i));
-    }
+    // 64 MiB in small blocks, then all freed but the last, which pins the top of the heap:
+    // free() alone cannot shrink it.
+    auto blocks = smallBlocks(64U << 20);
+    const auto last = static_cast<char>(blocks.size() - 1);
     auto pin = std::move(blocks.back());
     blocks.clear();
     blocks.shrink_to_fit();
@@ -74,7 +81,7 @@ TEST_CASE("releaseFreeHeap gives freed heap pages back to the kernel", "[process
     const long after = residentBytes();
     INFO("resident before " << before << " after " << after);
     CHECK(before - after > (48L << 20));
-    CHECK(pin[0] == static_cast<char>(kCount - 1));
+    CHECK(pin[0] == last);
 #endif
 }
 
@@ -94,14 +101,7 @@ TEST_CASE("limitHeapRetention keeps a thread's freed heap from staying resident"
     std::thread t([&] {
         // 24 MiB in small blocks on this thread's own heap, then all freed: they merge into
         // the heap's top, which stays resident while it is below the trim threshold.
-        std::vector<std::unique_ptr<char[]>> blocks;
-        constexpr std::size_t kBlock = 4000;
-        constexpr std::size_t kCount = (24U << 20) / kBlock;
-        blocks.reserve(kCount);
-        for (std::size_t i = 0; i < kCount; ++i) {
-            blocks.emplace_back(new char[kBlock]);
-            std::fill_n(blocks.back().get(), kBlock, static_cast<char>(i));
-        }
+        auto blocks = smallBlocks(24U << 20);
         allocated = residentBytes() - before;
         while (!blocks.empty()) {
             blocks.pop_back();

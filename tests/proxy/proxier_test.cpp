@@ -432,6 +432,37 @@ void feedSame(Proxier& p) {
     p.onServiceUpsert(ServiceBuilder("default", "kubernetes", "10.96.0.1").port("https", 443));
 }
 
+// What programAndStop() left in the kernel: the IPVS table and the write count.
+struct Stopped {
+    std::vector<std::string> table;
+    int writes = 0;
+};
+
+// programAndStop(), then a new proxier that has done prepareAdopt() only.
+Stopped stopAndPrepare(Fixture& f) {
+    programAndStop(f);
+    Stopped s{f.table(), f.writes()};
+    f.make();
+    REQUIRE(f.p->prepareAdopt());
+    return s;
+}
+
+// Its first sync writes nothing, and the table is as it was.
+void checkConvergedWithoutWrites(Fixture& f, const Stopped& stopped) {
+    REQUIRE(f.sync());
+    CHECK(f.writes() == stopped.writes);
+    CHECK(f.table() == stopped.table);
+}
+
+// The Node and the objects of programAndStop() again, each list complete.
+void listSame(Proxier& p) {
+    p.onNodeUpsert(node("node-1", "192.168.1.10", "zone-a"));
+    feedSame(p);
+    p.setServicesSynced();
+    p.setSlicesSynced();
+    p.setNodeSynced();
+}
+
 }  // namespace
 
 TEST_CASE("a restart with nothing changed writes nothing to IPVS, addresses or sets", "[proxier]") {
@@ -445,11 +476,7 @@ TEST_CASE("a restart with nothing changed writes nothing to IPVS, addresses or s
 
     f.make();
     REQUIRE(f.p->adopt());
-    f.p->onNodeUpsert(node("node-1", "192.168.1.10", "zone-a"));
-    feedSame(*f.p);
-    f.p->setServicesSynced();
-    f.p->setSlicesSynced();
-    f.p->setNodeSynced();
+    listSame(*f.p);
     REQUIRE(f.sync());
     CHECK(f.writes() == writes);
     CHECK(f.ipvs.applyCalls == applies);
@@ -462,12 +489,7 @@ TEST_CASE("a restart with nothing changed writes nothing to IPVS, addresses or s
 
 TEST_CASE("a restart reads the IPVS table on another thread while the lists arrive", "[proxier]") {
     Fixture f;
-    programAndStop(f);
-    const auto before = f.table();
-    const int writes = f.writes();
-
-    f.make();
-    REQUIRE(f.p->prepareAdopt());
+    const auto stopped = stopAndPrepare(f);
     // The reader waits at the start of its walk until the lists are in and a sync was tried.
     std::promise<void> listed;
     auto listedNow = listed.get_future();
@@ -477,52 +499,36 @@ TEST_CASE("a restart reads the IPVS table on another thread while the lists arri
     };
     Result<std::unique_ptr<Proxier::OwnedTable>> read = Error::invalid("not read");
     std::thread reader([&] { read = f.p->readOwned(f.ipvs); });
-    f.p->onNodeUpsert(node("node-1", "192.168.1.10", "zone-a"));
-    feedSame(*f.p);
-    f.p->setServicesSynced();
-    f.p->setSlicesSynced();
-    f.p->setNodeSynced();
+    listSame(*f.p);
     CHECK(f.p->initialized());
     CHECK_FALSE(f.p->adopted());
     // Not read yet: nothing is programmed, not even as a cold start.
     CHECK_FALSE(f.p->programEarly());
     CHECK(f.p->syncStep(f.now()).done);
-    CHECK(f.writes() == writes);
+    CHECK(f.writes() == stopped.writes);
     listed.set_value();
     reader.join();
     REQUIRE(read);
     f.p->finishAdopt(std::move(*read));
     CHECK(f.p->adopted());
-    CHECK(f.p->knownVirtualServers() == before.size());
-    REQUIRE(f.sync());
-    CHECK(f.writes() == writes);
-    CHECK(f.table() == before);
+    CHECK(f.p->knownVirtualServers() == stopped.table.size());
+    checkConvergedWithoutWrites(f, stopped);
 }
 
 TEST_CASE("a failed read of the IPVS table leaves adoption to a later adopt()", "[proxier]") {
     Fixture f;
-    programAndStop(f);
-    const auto before = f.table();
-    const int writes = f.writes();
-    f.make();
-    REQUIRE(f.p->prepareAdopt());
+    const auto stopped = stopAndPrepare(f);
     f.ipvs.onWalk = []() -> Result<void> { return Error::sys(ENOBUFS, "IPVS walk"); };
     auto read = f.p->readOwned(f.ipvs);
     REQUIRE_FALSE(read);
     CHECK(read.error().message.find("read IPVS table") != std::string::npos);
-    f.p->onNodeUpsert(node("node-1", "192.168.1.10", "zone-a"));
-    feedSame(*f.p);
-    f.p->setServicesSynced();
-    f.p->setSlicesSynced();
-    f.p->setNodeSynced();
+    listSame(*f.p);
     CHECK_FALSE(f.p->adopted());
     CHECK(f.p->syncStep(f.now()).done);
-    CHECK(f.writes() == writes);
+    CHECK(f.writes() == stopped.writes);
     f.ipvs.onWalk = nullptr;
     REQUIRE(f.p->adopt());
-    REQUIRE(f.sync());
-    CHECK(f.writes() == writes);
-    CHECK(f.table() == before);
+    checkConvergedWithoutWrites(f, stopped);
 }
 
 TEST_CASE("after a restart, what vanished while we were down is removed; others' objects stay",
