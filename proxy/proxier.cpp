@@ -44,7 +44,7 @@ bool sameMembersStep(const Vec& members, const Known& known, Proxier::VerifyProg
                                   : budget * kMemberTestsPerVs;
     const std::size_t end = progress.sub + std::min(tests, members.size() - progress.sub);
     for (; progress.sub < end; ++progress.sub) {
-        if (known.count(members[progress.sub]) == 0) {
+        if (!known.known(members[progress.sub])) {
             progress.mismatch = true;
             return true;
         }
@@ -52,8 +52,20 @@ bool sameMembersStep(const Vec& members, const Known& known, Proxier::VerifyProg
     if (progress.sub < members.size()) {
         return false;
     }
-    progress.mismatch = members.size() != known.size();
+    progress.mismatch = members.size() != known.knownCount();
     return true;
+}
+
+// The objects a table holds that `now` (what the kernel was found to hold) lacks.
+template <class T, class Hash, class Set>
+std::vector<T> knownNotIn(const RefTable<T, Hash>& table, const Set& now) {
+    std::vector<T> out;
+    table.forEach([&](const T& v, bool /*wanted*/, bool known) {
+        if (known && now.count(v) == 0) {
+            out.push_back(v);
+        }
+    });
+    return out;
 }
 
 // Replaces an element of a set of API objects (services_, slices_) with a newer version under
@@ -600,9 +612,9 @@ bool Proxier::owns(const ipvs::ServiceKey& key) const {
         return true;
     }
     const OwnershipView view{[this](SetId set, const SetEntry& e) {
-                                 return setKnown_[static_cast<std::size_t>(set)].count(e) != 0;
+                                 return sets_[static_cast<std::size_t>(set)].known(e);
                              },
-                             [this](const net::IpAddress& a) { return boundKnown_.count(a) != 0; },
+                             [this](const net::IpAddress& a) { return binds_.known(a); },
                              [this](const net::IpAddress& a) {
                                  return std::binary_search(nodeAddresses_.begin(),
                                                            nodeAddresses_.end(), a);
@@ -654,9 +666,7 @@ Result<void> Proxier::readSets() {
         if (!r) {
             return r.error();
         }
-        auto& known = setKnown_[static_cast<std::size_t>(def.id)];
-        known.clear();
-        known.insert(r->begin(), r->end());
+        sets_[static_cast<std::size_t>(def.id)].replaceKnown(*r);
     }
     return ok();
 }
@@ -741,19 +751,9 @@ MergedEndpoints Proxier::endpointsOf(const k8s::ObjectKey& svc) const {
 // at 44,000 Services are wanted and already there.
 void Proxier::refEntry(const DesiredEntry& e, int delta, Batch& /*b*/) {
     const auto i = static_cast<std::size_t>(e.set);
-    auto& refs = setRefs_[i];
-    if (delta > 0) {
-        if (++refs[e.entry] == 1 && setKnown_[i].count(e.entry) == 0) {
-            setPending_[i].insert(e.entry);
-        }
-        return;
-    }
-    auto it = refs.find(e.entry);
-    if (it != refs.end() && --it->second == 0) {
-        refs.erase(it);
-        if (setKnown_[i].count(e.entry) != 0) {
-            setPending_[i].insert(e.entry);
-        }
+    const auto c = delta > 0 ? sets_[i].ref(e.entry) : sets_[i].unref(e.entry);
+    if (c.flipped && c.known != (delta > 0)) {
+        setPending_[i].insert(e.entry);
     }
 }
 
@@ -761,18 +761,9 @@ void Proxier::refBind(const net::IpAddress& a, int delta, Batch& b) {
     // KUBE-IPVS-IPS mirrors what is bound: its member is added before and removed after the
     // address itself (sets are applied around the address changes).
     refEntry({SetId::IpvsIps, SetEntry::address(a)}, delta, b);
-    if (delta > 0) {
-        if (++bindRefs_[a] == 1 && boundKnown_.count(a) == 0) {
-            vipPending_.insert(a);
-        }
-        return;
-    }
-    auto it = bindRefs_.find(a);
-    if (it != bindRefs_.end() && --it->second == 0) {
-        bindRefs_.erase(it);
-        if (boundKnown_.count(a) != 0) {
-            vipPending_.insert(a);
-        }
+    const auto c = delta > 0 ? binds_.ref(a) : binds_.unref(a);
+    if (c.flipped && c.known != (delta > 0)) {
+        vipPending_.insert(a);
     }
 }
 
@@ -978,8 +969,8 @@ bool Proxier::applySetOps(Batch& b, bool adds) {
         }
         std::vector<ipvs::SetOp> ops;
         for (auto it = pending.begin(); it != pending.end();) {
-            const bool want = setRefs_[i].count(*it) != 0;
-            const bool have = setKnown_[i].count(*it) != 0;
+            const bool want = sets_[i].wanted(*it);
+            const bool have = sets_[i].known(*it);
             if (want == have) {
                 failed.erase(*it);
                 it = pending.erase(it);
@@ -1011,11 +1002,7 @@ bool Proxier::applySetOps(Batch& b, bool adds) {
                 failed.insert(ops[j].entry);
                 continue;
             }
-            if (adds) {
-                setKnown_[i].insert(ops[j].entry);
-            } else {
-                setKnown_[i].erase(ops[j].entry);
-            }
+            sets_[i].setKnown(ops[j].entry, adds);
             failed.erase(ops[j].entry);
             pending.erase(ops[j].entry);
         }
@@ -1045,8 +1032,8 @@ bool Proxier::applyVipOps(Batch& b, bool adds) {
     }
     std::vector<ipvs::AddressOp> ops;
     for (auto it = vipPending_.begin(); it != vipPending_.end();) {
-        const bool want = bindRefs_.count(*it) != 0;
-        const bool have = boundKnown_.count(*it) != 0;
+        const bool want = binds_.wanted(*it);
+        const bool have = binds_.known(*it);
         if (want == have) {
             it = vipPending_.erase(it);
             continue;
@@ -1077,11 +1064,7 @@ bool Proxier::applyVipOps(Batch& b, bool adds) {
                                                      : std::string("no result")}});
             continue;
         }
-        if (adds) {
-            boundKnown_.insert(ops[j].address);
-        } else {
-            boundKnown_.erase(ops[j].address);
-        }
+        binds_.setKnown(ops[j].address, adds);
         vipPending_.erase(ops[j].address);
     }
     return okAll;
@@ -1280,7 +1263,7 @@ bool Proxier::syncIptables() {
     in.family = cfg_.family;
     for (const auto& def : setDefs()) {
         const auto i = static_cast<std::size_t>(def.id);
-        if (!setKnown_[i].empty() || !setRefs_[i].empty()) {
+        if (!sets_[i].empty()) {
             in.nonEmptySets.insert(std::string(def.base));
         }
     }
@@ -1316,17 +1299,17 @@ void Proxier::queueStaleCleanup(Batch& /*b*/) {
             vsPending_.insert(key);
         }
     }
-    for (const auto& a : boundKnown_) {
-        if (bindRefs_.count(a) == 0) {
+    binds_.forEach([&](const net::IpAddress& a, bool wanted, bool known) {
+        if (known && !wanted) {
             vipPending_.insert(a);
         }
-    }
+    });
     for (std::size_t i = 0; i < kSetCount; ++i) {
-        for (const auto& e : setKnown_[i]) {
-            if (setRefs_[i].count(e) == 0) {
+        sets_[i].forEach([&](const SetEntry& e, bool wanted, bool known) {
+            if (known && !wanted) {
                 setPending_[i].insert(e);
             }
-        }
+        });
     }
 }
 
@@ -1417,7 +1400,7 @@ Result<void> Proxier::prepareAdopt() {
     if (!vips) {
         return vips.error();
     }
-    boundKnown_ = {vips->begin(), vips->end()};
+    binds_.replaceKnown(*vips);
     if (auto r = refreshNodeAddresses(); !r) {
         return r.error();
     }
@@ -1463,8 +1446,9 @@ Result<std::unique_ptr<Proxier::OwnedTable>> Proxier::readOwned(ipvs::Ipvs& ipvs
 void Proxier::finishAdopt(std::unique_ptr<OwnedTable> table) {
     known_ = std::move(table->known);
     terminating_ = std::move(table->terminating);
-    coldStart_ = known_.empty() && std::all_of(setKnown_.begin(), setKnown_.end(),
-                                               [](const SetKnown& k) { return k.empty(); });
+    coldStart_ = known_.empty() && std::all_of(sets_.begin(), sets_.end(), [](const SetTable& t) {
+                     return t.knownCount() == 0;
+                 });
     adopted_ = true;
 }
 
@@ -1705,7 +1689,7 @@ void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
     static const KernelSnapshot::Family kEmpty;
     const auto& fam = famIt == snap.families.end() ? kEmpty : famIt->second;
 
-    // Link and addresses first: IPVS ownership checks read boundKnown_. Each of these stages
+    // Link and addresses first: IPVS ownership checks read binds_. Each of these stages
     // first checks its members a budget at a time (sameMembersStep), as long as nothing of
     // ours was written to it since the snapshot; only a difference makes it compare in full.
     if (progress.stage == 0) {
@@ -1717,13 +1701,13 @@ void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
                     countOp("link", "add", "done");
                 }
                 countRepair("link", rep.addressRepairs);
-                boundKnown_.clear();
-                for (const auto& [a, refs] : bindRefs_) {
+                binds_.clearKnown();
+                binds_.forEach([&](const net::IpAddress& a, bool /*wanted*/, bool /*known*/) {
                     vipPending_.insert(a);
-                }
+                });
             }
         } else if (fam.vips && vipWriteSeq_ <= snapshotSeq) {
-            if (!sameMembersStep(*fam.vips, boundKnown_, progress, budget)) {
+            if (!sameMembersStep(*fam.vips, binds_, progress, budget)) {
                 return;
             }
             if (progress.mismatch) {
@@ -1752,20 +1736,17 @@ void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
             if (k_.ipset.create(spec)) {
                 countOp("ipset", "create", "done");
             }
-            if (!setKnown_[i].empty() || !setRefs_[i].empty()) {
+            if (!sets_[i].empty()) {
                 countRepair("ipset", rep.setRepairs);
             }
-            for (const auto& e : setKnown_[i]) {
+            sets_[i].forEach([&](const SetEntry& e, bool /*wanted*/, bool /*known*/) {
                 setPending_[i].insert(e);
-            }
-            setKnown_[i].clear();
-            for (const auto& [e, refs] : setRefs_[i]) {
-                setPending_[i].insert(e);
-            }
+            });
+            sets_[i].clearKnown();
             iptablesDirty_ = true;
             return;
         }
-        if (!sameMembersStep(*members, setKnown_[i], progress, budget)) {
+        if (!sameMembersStep(*members, sets_[i], progress, budget)) {
             return;
         }
         if (progress.mismatch) {
@@ -1835,39 +1816,34 @@ void Proxier::countRepair(std::string_view object, int& counter) {
 void Proxier::compareVips(const std::vector<net::IpAddress>& vips, VerifyReport& rep) {
     const std::unordered_set<net::IpAddress> now(vips.begin(), vips.end());
     for (const auto& a : now) {
-        if (boundKnown_.count(a) == 0) {
-            boundKnown_.insert(a);
+        if (!binds_.known(a)) {
+            binds_.setKnown(a, true);
             vipPending_.insert(a);
             countRepair("address", rep.addressRepairs);
         }
     }
-    for (auto it = boundKnown_.begin(); it != boundKnown_.end();) {
-        if (now.count(*it) == 0) {
-            vipPending_.insert(*it);
-            countRepair("address", rep.addressRepairs);
-            it = boundKnown_.erase(it);
-        } else {
-            ++it;
-        }
+    for (const auto& a : knownNotIn(binds_, now)) {
+        vipPending_.insert(a);
+        countRepair("address", rep.addressRepairs);
+        binds_.setKnown(a, false);
     }
 }
 
 // Members that differ from what is known are re-checked by the next sync.
 void Proxier::compareSet(std::size_t i, const std::vector<SetEntry>& members, VerifyReport& rep) {
-    SetKnown now(members.begin(), members.end());
+    const SetKnown now(members.begin(), members.end());
     for (const auto& e : now) {
-        if (setKnown_[i].count(e) == 0) {
+        if (!sets_[i].known(e)) {
+            sets_[i].setKnown(e, true);
             setPending_[i].insert(e);
             countRepair("ipset", rep.setRepairs);
         }
     }
-    for (const auto& e : setKnown_[i]) {
-        if (now.count(e) == 0) {
-            setPending_[i].insert(e);
-            countRepair("ipset", rep.setRepairs);
-        }
+    for (const auto& e : knownNotIn(sets_[i], now)) {
+        setPending_[i].insert(e);
+        countRepair("ipset", rep.setRepairs);
+        sets_[i].setKnown(e, false);
     }
-    setKnown_[i] = std::move(now);
 }
 
 // The owner recomputes it on the next sync; an unowned one of ours is deleted then.

@@ -47,6 +47,7 @@
 #include "proxy/desired.h"
 #include "proxy/endpoints.h"
 #include "proxy/metrics.h"
+#include "proxy/ref_table.h"
 #include "proxy/rules_sync.h"
 
 namespace kipvs::proxy {
@@ -356,7 +357,7 @@ class Proxier {
     };
 
   private:
-    using SetRefs = std::unordered_map<ipvs::SetEntry, std::uint32_t, SetEntryHash>;
+    using SetTable = RefTable<ipvs::SetEntry, SetEntryHash>;
     using SetKnown = std::unordered_set<ipvs::SetEntry, SetEntryHash>;
 
     // Work collected while processing Services, applied in a crash-safe order.
@@ -444,16 +445,16 @@ class Proxier {
     std::unordered_map<k8s::ObjectKey, Contribution, ObjectKeyHash> contrib_;
     std::unordered_map<ipvs::ServiceKey, k8s::ObjectKey> vsOwner_;
     std::unordered_map<ipvs::ServiceKey, std::vector<k8s::ObjectKey>> vsWaiting_;
-    std::unordered_map<net::IpAddress, std::uint32_t> bindRefs_;
-    std::array<SetRefs, kSetCount> setRefs_;
+    // The shared kernel objects: VIPs and set members, with how many Services want each and
+    // whether the kernel holds it (known state, as known_ is for virtual servers).
+    RefTable<net::IpAddress> binds_;
+    std::array<SetTable, kSetCount> sets_;
     std::map<ipvs::NoNodeAccess, std::uint32_t> noNodeAccessRefs_;
     std::map<k8s::ObjectKey, HealthCheck> healthChecks_;
     std::uint64_t hcGeneration_ = 0;
 
     // Known kernel state.
     std::unordered_map<ipvs::ServiceKey, KnownVs> known_;
-    std::unordered_set<net::IpAddress> boundKnown_;
-    std::array<SetKnown, kSetCount> setKnown_;
     std::map<ipvs::ServiceKey, std::set<ipvs::DestKey>> terminating_;
     std::unordered_map<ipvs::ServiceKey, std::uint64_t> recentlyDeleted_;  // key -> opSeq
     std::uint64_t opSeq_ = 0;
