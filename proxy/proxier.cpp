@@ -769,8 +769,8 @@ void Proxier::refBind(const net::IpAddress& a, int delta, Batch& b) {
 
 void Proxier::claimVs(const k8s::ObjectKey& owner, const DesiredVs& want, Batch& b) {
     const auto& key = want.vs.key;
-    auto [it, inserted] = vsOwner_.try_emplace(key, owner);
-    if (!inserted && it->second != owner) {
+    auto [it, inserted] = vsOwner_.try_emplace(key, &owner);
+    if (!inserted && *it->second != owner) {
         auto& waiting = vsWaiting_[key];
         if (std::find(waiting.begin(), waiting.end(), owner) == waiting.end()) {
             waiting.push_back(owner);
@@ -781,7 +781,7 @@ void Proxier::claimVs(const k8s::ObjectKey& owner, const DesiredVs& want, Batch&
                 .inc();
             log::warning("Two Services want the same virtual server; the first one keeps it",
                          {{"virtualServer", key.toString()},
-                          {"owner", it->second.toString()},
+                          {"owner", it->second->toString()},
                           {"service", owner.toString()}});
         }
         return;
@@ -792,7 +792,7 @@ void Proxier::claimVs(const k8s::ObjectKey& owner, const DesiredVs& want, Batch&
 
 void Proxier::releaseVs(const k8s::ObjectKey& owner, const ipvs::ServiceKey& key, Batch& /*b*/) {
     auto it = vsOwner_.find(key);
-    if (it == vsOwner_.end() || it->second != owner) {
+    if (it == vsOwner_.end() || *it->second != owner) {
         auto w = vsWaiting_.find(key);
         if (w != vsWaiting_.end()) {
             std::erase(w->second, owner);
@@ -873,18 +873,21 @@ void Proxier::processService(const k8s::ObjectKey& key, const NodeContext& node,
         d = computeDesired(*sit, endpointsOf(key), node,
                            DesiredConfig{cfg_.family, cfg_.scheduler});
     }
-    Contribution& old = contrib_[key];
+    // The owner of a virtual server is the key held by contrib_: vsOwner_ points to it.
+    const auto cit = contrib_.try_emplace(key).first;
+    const k8s::ObjectKey& owner = cit->first;
+    Contribution& old = cit->second;
 
     std::vector<ipvs::ServiceKey> newKeys;
     newKeys.reserve(d.vss.size());
     for (const auto& v : d.vss) {
         newKeys.push_back(v.vs.key);
-        claimVs(key, v, b);
+        claimVs(owner, v, b);
     }
     std::sort(newKeys.begin(), newKeys.end());
     for (const auto& k : old.vss) {
         if (!std::binary_search(newKeys.begin(), newKeys.end(), k)) {
-            releaseVs(key, k, b);
+            releaseVs(owner, k, b);
         }
     }
 
@@ -942,7 +945,7 @@ void Proxier::processService(const k8s::ObjectKey& key, const NodeContext& node,
 
     b.processed.push_back(key);
     if (d.skipped && d.vss.empty()) {
-        contrib_.erase(key);
+        contrib_.erase(cit);
         return;
     }
     old.vss = std::move(newKeys);
@@ -1177,7 +1180,7 @@ bool Proxier::applyIpvsOps(Batch& b) {
             log::error("IPVS write failed",
                        {{"error", have ? results[i].message : op.toString() + ": no result"}});
             if (auto o = vsOwner_.find(op.service.key); o != vsOwner_.end()) {
-                markDirty(o->second);  // recomputed and retried on the next sync
+                markDirty(*o->second);  // recomputed and retried on the next sync
             }
             continue;
         }
@@ -1203,7 +1206,7 @@ bool Proxier::applyIpvsOps(Batch& b) {
         std::sort(kv.dests.begin(), kv.dests.end(),
                   [](const KnownDest& a, const KnownDest& c) { return destLess(a.rs, c.rs); });
         if (auto o = vsOwner_.find(key); o != vsOwner_.end()) {
-            markDirty(o->second);
+            markDirty(*o->second);
         }
     }
     return okAll;
@@ -1849,7 +1852,7 @@ void Proxier::compareSet(std::size_t i, const std::vector<SetEntry>& members, Ve
 // The owner recomputes it on the next sync; an unowned one of ours is deleted then.
 void Proxier::resyncVs(const ipvs::ServiceKey& key) {
     if (auto o = vsOwner_.find(key); o != vsOwner_.end()) {
-        markDirty(o->second);
+        markDirty(*o->second);
     } else if (!excluded(key.address)) {
         vsPending_.insert(key);
     }
@@ -1972,7 +1975,7 @@ void Proxier::confirmUnseen(std::uint64_t snapshotSeq, const std::vector<ipvs::S
         terminating_.erase(key);
         known_.erase(key);
         if (auto o = vsOwner_.find(key); o != vsOwner_.end()) {
-            markDirty(o->second);
+            markDirty(*o->second);
         }
         vsPending_.erase(key);
     }

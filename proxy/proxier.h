@@ -324,7 +324,7 @@ class Proxier {
     // The Service that owns a virtual server, or null.
     const k8s::ObjectKey* ownerOf(const ipvs::ServiceKey& key) const {
         auto it = vsOwner_.find(key);
-        return it == vsOwner_.end() ? nullptr : &it->second;
+        return it == vsOwner_.end() ? nullptr : it->second;
     }
 
   private:
@@ -443,7 +443,8 @@ class Proxier {
 
     // Desired state, as contributions per Service and reference counts of shared objects.
     std::unordered_map<k8s::ObjectKey, Contribution, ObjectKeyHash> contrib_;
-    std::unordered_map<ipvs::ServiceKey, k8s::ObjectKey> vsOwner_;
+    // The Service that has each virtual server: its key in contrib_ (whose nodes do not move).
+    std::unordered_map<ipvs::ServiceKey, const k8s::ObjectKey*> vsOwner_;
     std::unordered_map<ipvs::ServiceKey, std::vector<k8s::ObjectKey>> vsWaiting_;
     // The shared kernel objects: VIPs and set members, with how many Services want each and
     // whether the kernel holds it (known state, as known_ is for virtual servers).
