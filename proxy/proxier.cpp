@@ -98,14 +98,15 @@ Result<IpvsSnapshot> takeSnapshot(ipvs::Ipvs& ipvs) {
         IpvsSnapshot::Vs v;
         v.vs = s.service;
         v.vs.flags &= ~ipvs::kSvcFlagHashed;
-        v.dests.reserve(ds.size());
+        v.firstDest = static_cast<std::uint32_t>(snap.dests.size());
+        v.destCount = static_cast<std::uint32_t>(ds.size());
         for (const auto& d : ds) {
-            v.dests.push_back(d.dest);
+            snap.dests.push_back(d.dest);
         }
         std::sort(
-            v.dests.begin(), v.dests.end(),
+            snap.dests.begin() + v.firstDest, snap.dests.end(),
             [](const ipvs::RealServer& a, const ipvs::RealServer& b) { return a.key < b.key; });
-        snap.services.push_back(std::move(v));
+        snap.services.push_back(v);
     });
     if (!r) {
         return r.error();
@@ -1765,7 +1766,8 @@ void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
         const std::size_t end =
             progress.pos + std::min(budget, snap.ipvs.services.size() - progress.pos);
         for (; progress.pos < end; ++progress.pos) {
-            verifyVs(snap.ipvs.services[progress.pos], snapshotSeq, seen, rep);
+            const auto& v = snap.ipvs.services[progress.pos];
+            verifyVs(v, snap.ipvs.destsOf(v), snapshotSeq, seen, rep);
         }
         if (progress.pos == snap.ipvs.services.size()) {
             ++progress.stage;
@@ -1868,8 +1870,9 @@ bool Proxier::changedSince(const ipvs::ServiceKey& key, std::uint64_t snapshotSe
     return k != known_.end() && k->second.touched > snapshotSeq;
 }
 
-void Proxier::verifyVs(const IpvsSnapshot::Vs& v, std::uint64_t snapshotSeq,
-                       std::unordered_set<ipvs::ServiceKey>& seen, VerifyReport& rep) {
+void Proxier::verifyVs(const IpvsSnapshot::Vs& v, std::span<const ipvs::RealServer> vdests,
+                       std::uint64_t snapshotSeq, std::unordered_set<ipvs::ServiceKey>& seen,
+                       VerifyReport& rep) {
     const auto& key = v.vs.key;
     if (key.family() != cfg_.family || key.fwmark != 0) {
         return;
@@ -1885,7 +1888,7 @@ void Proxier::verifyVs(const IpvsSnapshot::Vs& v, std::uint64_t snapshotSeq,
         }
         KnownVs kv;
         kv.vs = v.vs;
-        for (const auto& d : v.dests) {
+        for (const auto& d : vdests) {
             kv.dests.push_back(KnownDest{d, false});
         }
         known_.emplace(key, std::move(kv));
@@ -1894,16 +1897,16 @@ void Proxier::verifyVs(const IpvsSnapshot::Vs& v, std::uint64_t snapshotSeq,
         return;
     }
     KnownVs& kv = it->second;
-    bool same = kv.vs.sameContent(v.vs) && kv.dests.size() == v.dests.size();
-    for (std::size_t i = 0; same && i < v.dests.size(); ++i) {
-        same = kv.dests[i].rs == v.dests[i];
+    bool same = kv.vs.sameContent(v.vs) && kv.dests.size() == vdests.size();
+    for (std::size_t i = 0; same && i < vdests.size(); ++i) {
+        same = kv.dests[i].rs == vdests[i];
     }
     if (same) {
         return;
     }
     kv.vs = v.vs;
     std::vector<KnownDest> dests;
-    for (const auto& d : v.dests) {
+    for (const auto& d : vdests) {
         auto t = terminating_.find(key);
         const bool term = d.weight == 0 && t != terminating_.end() && t->second.count(d.key) != 0;
         dests.push_back(KnownDest{d, term});

@@ -32,6 +32,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -132,13 +133,21 @@ struct SyncTime {
     std::int64_t wallNs = 0;  // Unix time, for trigger-time latency
 };
 
-// A kernel IPVS table as read by Ipvs::walk, compact (no counters).
+// A kernel IPVS table as read by Ipvs::walk, compact (no counters). The real servers are one
+// array, not one per virtual server: 44,000 small blocks, freed when the verification ends,
+// left their heap fragmented and resident; one large block is mapped on its own and goes back
+// to the kernel whole.
 struct IpvsSnapshot {
     struct Vs {
         ipvs::VirtualServer vs;
-        std::vector<ipvs::RealServer> dests;  // sorted by key
+        std::uint32_t firstDest = 0;  // its real servers: dests[firstDest, firstDest + destCount)
+        std::uint32_t destCount = 0;
     };
     std::vector<Vs> services;
+    std::vector<ipvs::RealServer> dests;  // per virtual server sorted by key
+    std::span<const ipvs::RealServer> destsOf(const Vs& v) const {
+        return {dests.data() + v.firstDest, v.destCount};
+    }
 };
 // Reads the whole IPVS table (both families). Safe on another thread with its own Ipvs.
 Result<IpvsSnapshot> takeSnapshot(ipvs::Ipvs& ipvs);
@@ -404,8 +413,9 @@ class Proxier {
     void compareSet(std::size_t i, const std::vector<ipvs::SetEntry>& members, VerifyReport& rep);
     void resyncVs(const ipvs::ServiceKey& key);
     bool changedSince(const ipvs::ServiceKey& key, std::uint64_t snapshotSeq) const;
-    void verifyVs(const IpvsSnapshot::Vs& v, std::uint64_t snapshotSeq,
-                  std::unordered_set<ipvs::ServiceKey>& seen, VerifyReport& rep);
+    void verifyVs(const IpvsSnapshot::Vs& v, std::span<const ipvs::RealServer> vdests,
+                  std::uint64_t snapshotSeq, std::unordered_set<ipvs::ServiceKey>& seen,
+                  VerifyReport& rep);
     // Collects known virtual servers absent from the snapshot, about `budget` entries of
     // known_ per call; true once the scan is complete.
     bool scanUnseen(std::uint64_t snapshotSeq, VerifyProgress& p, std::size_t budget) const;
