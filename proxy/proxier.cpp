@@ -56,16 +56,27 @@ bool sameMembersStep(const Vec& members, const Known& known, Proxier::VerifyProg
     return true;
 }
 
-// The objects a table holds that `now` (what the kernel was found to hold) lacks.
-template <class T, class Hash, class Set>
-std::vector<T> knownNotIn(const RefTable<T, Hash>& table, const Set& now) {
-    std::vector<T> out;
+// Makes what a table knows the kernel holds what it was found to hold, calling changed(v)
+// for each object found where it was not known or known where it was not found.
+template <class T, class Hash, class Changed>
+void takeFound(RefTable<T, Hash>& table, const std::vector<T>& found, Changed&& changed) {
+    const std::unordered_set<T, Hash> now(found.begin(), found.end());
+    for (const auto& v : now) {
+        if (!table.known(v)) {
+            table.setKnown(v, true);
+            changed(v);
+        }
+    }
+    std::vector<T> gone;
     table.forEach([&](const T& v, bool /*wanted*/, bool known) {
         if (known && now.count(v) == 0) {
-            out.push_back(v);
+            gone.push_back(v);
         }
     });
-    return out;
+    for (const auto& v : gone) {
+        table.setKnown(v, false);
+        changed(v);
+    }
 }
 
 // Replaces an element of a set of API objects (services_, slices_) with a newer version under
@@ -1819,36 +1830,18 @@ void Proxier::countRepair(std::string_view object, int& counter) {
 
 // Bound in the kernel but not known, or known but not bound: re-checked by the next sync.
 void Proxier::compareVips(const std::vector<net::IpAddress>& vips, VerifyReport& rep) {
-    const std::unordered_set<net::IpAddress> now(vips.begin(), vips.end());
-    for (const auto& a : now) {
-        if (!binds_.known(a)) {
-            binds_.setKnown(a, true);
-            vipPending_.insert(a);
-            countRepair("address", rep.addressRepairs);
-        }
-    }
-    for (const auto& a : knownNotIn(binds_, now)) {
+    takeFound(binds_, vips, [&](const net::IpAddress& a) {
         vipPending_.insert(a);
         countRepair("address", rep.addressRepairs);
-        binds_.setKnown(a, false);
-    }
+    });
 }
 
 // Members that differ from what is known are re-checked by the next sync.
 void Proxier::compareSet(std::size_t i, const std::vector<SetEntry>& members, VerifyReport& rep) {
-    const SetKnown now(members.begin(), members.end());
-    for (const auto& e : now) {
-        if (!sets_[i].known(e)) {
-            sets_[i].setKnown(e, true);
-            setPending_[i].insert(e);
-            countRepair("ipset", rep.setRepairs);
-        }
-    }
-    for (const auto& e : knownNotIn(sets_[i], now)) {
+    takeFound(sets_[i], members, [&](const SetEntry& e) {
         setPending_[i].insert(e);
         countRepair("ipset", rep.setRepairs);
-        sets_[i].setKnown(e, false);
-    }
+    });
 }
 
 // The owner recomputes it on the next sync; an unowned one of ours is deleted then.
