@@ -112,11 +112,9 @@ Result<IpvsSnapshot> takeSnapshot(ipvs::Ipvs& ipvs) {
         v.firstDest = static_cast<std::uint32_t>(snap.dests.size());
         v.destCount = static_cast<std::uint32_t>(ds.size());
         for (const auto& d : ds) {
-            snap.dests.push_back(d.dest);
+            snap.dests.emplace_back(d.dest);
         }
-        std::sort(
-            snap.dests.begin() + v.firstDest, snap.dests.end(),
-            [](const ipvs::RealServer& a, const ipvs::RealServer& b) { return a.key < b.key; });
+        std::sort(snap.dests.begin() + v.firstDest, snap.dests.end(), keyLess);
         snap.services.push_back(v);
     });
     if (!r) {
@@ -245,10 +243,6 @@ std::string_view outcomeName(Outcome o) {
             return "failed";
     }
     return "?";
-}
-
-bool destLess(const ipvs::RealServer& a, const ipvs::RealServer& b) {
-    return a.key < b.key;
 }
 
 }  // namespace
@@ -843,31 +837,32 @@ void Proxier::diffVs(const DesiredVs& want, Batch& b) {
     auto k = kv.dests.begin();
     auto w = want.dests.begin();
     while (k != kv.dests.end() || w != want.dests.end()) {
-        if (k == kv.dests.end() || (w != want.dests.end() && w->key < k->rs.key)) {
+        const auto kkey = k != kv.dests.end() ? k->key() : ipvs::DestKey{};
+        if (k == kv.dests.end() || (w != want.dests.end() && w->key < kkey)) {
             b.ipvsOps.push_back(Op::addDest(key, *w));
             ++w;
-        } else if (w == want.dests.end() || k->rs.key < w->key) {
+        } else if (w == want.dests.end() || kkey < w->key) {
             // Present and no longer wanted.
-            if (!k->terminating) {
+            if (!k->draining()) {
                 if (key.protocol != Protocol::TCP) {
                     // UDP and SCTP have no connection state to drain: delete at once
                     // (kube-proxy #71514); UDP conntrack entries go with it.
-                    b.ipvsOps.push_back(Op::deleteDest(key, k->rs.key));
+                    b.ipvsOps.push_back(Op::deleteDest(key, kkey));
                     if (key.protocol == Protocol::UDP) {
-                        b.udpDeleted.emplace_back(key, k->rs.key);
+                        b.udpDeleted.emplace_back(key, kkey);
                     }
-                } else if (k->rs.weight == 0) {
-                    k->terminating = true;  // already drained (e.g. found so after restart)
-                    terminating_[key].insert(k->rs.key);
+                } else if (k->weight() == 0) {
+                    k->setDraining(true);  // already drained (e.g. found so after restart)
+                    terminating_[key].insert(kkey);
                 } else {
-                    auto drained = k->rs;
+                    auto drained = k->realServer();
                     drained.weight = 0;
                     b.ipvsOps.push_back(Op::updateDest(key, drained));
                 }
             }
             ++k;
         } else {
-            if (k->terminating || !k->rs.sameContent(*w)) {
+            if (k->draining() || !k->sameContent(*w)) {
                 // Wanted again while draining, or changed behind our back: set it right in
                 // place. (kube-proxy deletes and re-adds a resurrected real server; an update
                 // keeps its connections.)
@@ -1107,12 +1102,11 @@ void Proxier::applyKnown(const Op& op) {
             const bool drained = op.dest.weight == 0;
             auto it = std::lower_bound(
                 kv.dests.begin(), kv.dests.end(), op.dest.key,
-                [](const KnownDest& d, const ipvs::DestKey& k) { return d.rs.key < k; });
-            if (it == kv.dests.end() || it->rs.key != op.dest.key) {
-                it = kv.dests.insert(it, KnownDest{op.dest, drained});
+                [](const PackedDest& d, const ipvs::DestKey& k) { return d.key() < k; });
+            if (it == kv.dests.end() || it->key() != op.dest.key) {
+                kv.dests.insert(it, PackedDest{op.dest, drained});
             } else {
-                it->rs = op.dest;
-                it->terminating = drained;
+                *it = PackedDest{op.dest, drained};
             }
             if (drained) {
                 terminating_[key].insert(op.dest.key);
@@ -1129,7 +1123,7 @@ void Proxier::applyKnown(const Op& op) {
             if (kit != known_.end()) {
                 kit->second.touched = opSeq_;
                 std::erase_if(kit->second.dests,
-                              [&](const KnownDest& d) { return d.rs.key == op.dest.key; });
+                              [&](const PackedDest& d) { return d.key() == op.dest.key; });
             }
             if (auto t = terminating_.find(key); t != terminating_.end()) {
                 t->second.erase(op.dest.key);
@@ -1213,10 +1207,9 @@ bool Proxier::applyIpvsOps(Batch& b) {
         auto& kv = known_[key];
         kv.dests.clear();
         for (const auto& d : *ds) {
-            kv.dests.push_back(KnownDest{d.dest, false});
+            kv.dests.emplace_back(d.dest);
         }
-        std::sort(kv.dests.begin(), kv.dests.end(),
-                  [](const KnownDest& a, const KnownDest& c) { return destLess(a.rs, c.rs); });
+        std::sort(kv.dests.begin(), kv.dests.end(), keyLess);
         if (auto o = vsOwner_.find(key); o != vsOwner_.end()) {
             markDirty(*o->second);
         }
@@ -1442,13 +1435,12 @@ Result<std::unique_ptr<Proxier::OwnedTable>> Proxier::readOwned(ipvs::Ipvs& ipvs
                 // A weight-0 real server found at start-up was draining when we stopped (or is a
                 // leftover): if it is still wanted the first sync sets it back to weight 1,
                 // otherwise it keeps draining.
-                kv.dests.push_back(KnownDest{d.dest, d.dest.weight == 0});
+                kv.dests.emplace_back(d.dest, d.dest.weight == 0);
                 if (d.dest.weight == 0) {
                     table->terminating[key].insert(d.dest.key);
                 }
             }
-            std::sort(kv.dests.begin(), kv.dests.end(),
-                      [](const KnownDest& a, const KnownDest& c) { return destLess(a.rs, c.rs); });
+            std::sort(kv.dests.begin(), kv.dests.end(), keyLess);
             table->known.emplace(key, std::move(kv));
         },
         ours);
@@ -1863,7 +1855,7 @@ bool Proxier::changedSince(const ipvs::ServiceKey& key, std::uint64_t snapshotSe
     return k != known_.end() && k->second.touched > snapshotSeq;
 }
 
-void Proxier::verifyVs(const IpvsSnapshot::Vs& v, std::span<const ipvs::RealServer> vdests,
+void Proxier::verifyVs(const IpvsSnapshot::Vs& v, std::span<const PackedDest> vdests,
                        std::uint64_t snapshotSeq, std::unordered_set<ipvs::ServiceKey>& seen,
                        VerifyReport& rep) {
     const auto& key = v.vs.key;
@@ -1881,9 +1873,7 @@ void Proxier::verifyVs(const IpvsSnapshot::Vs& v, std::span<const ipvs::RealServ
         }
         KnownVs kv;
         kv.vs = v.vs;
-        for (const auto& d : vdests) {
-            kv.dests.push_back(KnownDest{d, false});
-        }
+        kv.dests.assign(vdests.begin(), vdests.end());
         known_.emplace(key, std::move(kv));
         countRepair("ipvs", rep.ipvsRepairs);
         resyncVs(key);
@@ -1892,17 +1882,16 @@ void Proxier::verifyVs(const IpvsSnapshot::Vs& v, std::span<const ipvs::RealServ
     KnownVs& kv = it->second;
     bool same = kv.vs.sameContent(v.vs) && kv.dests.size() == vdests.size();
     for (std::size_t i = 0; same && i < vdests.size(); ++i) {
-        same = kv.dests[i].rs == vdests[i];
+        same = kv.dests[i].sameAs(vdests[i]);
     }
     if (same) {
         return;
     }
     kv.vs = v.vs;
-    std::vector<KnownDest> dests;
-    for (const auto& d : vdests) {
+    std::vector<PackedDest> dests(vdests.begin(), vdests.end());
+    for (auto& d : dests) {
         auto t = terminating_.find(key);
-        const bool term = d.weight == 0 && t != terminating_.end() && t->second.count(d.key) != 0;
-        dests.push_back(KnownDest{d, term});
+        d.setDraining(d.weight() == 0 && t != terminating_.end() && t->second.count(d.key()) != 0);
     }
     kv.dests = std::move(dests);
     countRepair("ipvs", rep.ipvsRepairs);

@@ -48,6 +48,7 @@
 #include "proxy/desired.h"
 #include "proxy/endpoints.h"
 #include "proxy/metrics.h"
+#include "proxy/packed_dest.h"
 #include "proxy/ref_table.h"
 #include "proxy/rules_sync.h"
 
@@ -144,8 +145,8 @@ struct IpvsSnapshot {
         std::uint32_t destCount = 0;
     };
     std::vector<Vs> services;
-    std::vector<ipvs::RealServer> dests;  // per virtual server sorted by key
-    std::span<const ipvs::RealServer> destsOf(const Vs& v) const {
+    std::vector<PackedDest> dests;  // per virtual server sorted by key
+    std::span<const PackedDest> destsOf(const Vs& v) const {
         return {dests.data() + v.firstDest, v.destCount};
     }
 };
@@ -348,14 +349,10 @@ class Proxier {
         bool noLocalInternal = false;
         bool noLocalExternal = false;
     };
-    struct KnownDest {
-        ipvs::RealServer rs;
-        bool terminating = false;
-    };
     struct KnownVs {
         ipvs::VirtualServer vs;
-        std::vector<KnownDest> dests;  // sorted by key
-        std::uint64_t touched = 0;     // opSeq of our last write to it
+        std::vector<PackedDest> dests;  // sorted by key; draining() if terminating
+        std::uint64_t touched = 0;      // opSeq of our last write to it
     };
 
   public:
@@ -413,7 +410,7 @@ class Proxier {
     void compareSet(std::size_t i, const std::vector<ipvs::SetEntry>& members, VerifyReport& rep);
     void resyncVs(const ipvs::ServiceKey& key);
     bool changedSince(const ipvs::ServiceKey& key, std::uint64_t snapshotSeq) const;
-    void verifyVs(const IpvsSnapshot::Vs& v, std::span<const ipvs::RealServer> vdests,
+    void verifyVs(const IpvsSnapshot::Vs& v, std::span<const PackedDest> vdests,
                   std::uint64_t snapshotSeq, std::unordered_set<ipvs::ServiceKey>& seen,
                   VerifyReport& rep);
     // Collects known virtual servers absent from the snapshot, about `budget` entries of

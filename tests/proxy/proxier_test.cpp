@@ -1146,6 +1146,10 @@ TEST_CASE("drift is found by verification, counted and repaired", "[proxier]") {
         f.ipvs.table.at(kWebVs).dests.at({ip("10.244.1.7"), 8080}).dest.weight = 5;
         CHECK(f.verify().ipvsRepairs == 1);
     }
+    SECTION("a real server's connection thresholds set") {
+        f.ipvs.table.at(kWebVs).dests.at({ip("10.244.1.7"), 8080}).dest.upperThreshold = 100;
+        CHECK(f.verify().ipvsRepairs == 1);
+    }
     SECTION("a real server added by hand (drained, then reaped)") {
         ipvs::RealServer extra;
         extra.key = {ip("10.244.9.9"), 8080};
@@ -1183,6 +1187,7 @@ TEST_CASE("drift is found by verification, counted and repaired", "[proxier]") {
     REQUIRE(f.sync());
     CHECK(f.rules.syncs.size() == rulesBefore + (rulesAgain ? 1 : 0));
     CHECK(f.table() == good);
+    CHECK(f.ipvs.dest(kWebVs, {ip("10.244.1.7"), 8080})->dest.upperThreshold == 0);
     CHECK(f.bound() == std::set<net::IpAddress>{ip("10.96.0.10")});
     CHECK(f.set(names::kSetClusterIp).size() == 1);
     CHECK(f.reg.render().find("kube_ipvs_drift_repairs_total{ip_family=\"IPv4\"") !=
