@@ -1,18 +1,14 @@
 #include "k8s-client/objects.h"
 
+#include <array>
+#include <atomic>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
 #include <unordered_set>
 
 namespace kipvs::k8s {
 namespace {
-
-struct StringHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept {
-        return std::hash<std::string_view>{}(s);
-    }
-};
 
 struct HintsHash {
     std::size_t operator()(const Hints& h) const noexcept {
@@ -38,15 +34,49 @@ std::mutex& internLock() {
 }
 }  // namespace
 
+namespace {
+// Names in chunks that never move or go away, so that view() reads without the lock: a
+// Name's id reaches another thread only after intern() returned it, through whatever handed
+// the object over.
+constexpr std::uint32_t kChunkSize = 1024;
+constexpr std::uint32_t kChunks = Name::kMaxNames / kChunkSize;
+struct NameTable {
+    std::unordered_map<std::string_view, std::uint32_t> ids;  // views of the chunks' strings
+    std::array<std::atomic<std::string*>, kChunks> chunks{};
+    std::uint32_t next = 1;  // 0 is unset
+};
+NameTable& nameTable() {
+    static auto* table = new NameTable();
+    return *table;
+}
+}  // namespace
+
 Name Name::intern(std::string_view s) {
-    // Never freed: the set of node and zone names of a cluster is small and bounded.
-    static auto* table = new std::unordered_set<std::string, StringHash, std::equal_to<>>();
+    auto& t = nameTable();
     const std::lock_guard lock(internLock());
-    auto it = table->find(s);
-    if (it == table->end()) {
-        it = table->emplace(s).first;
+    if (auto it = t.ids.find(s); it != t.ids.end()) {
+        return Name(it->second);
     }
-    return Name(&*it);
+    if (t.next >= kMaxNames) {
+        return Name();
+    }
+    const std::uint32_t id = t.next++;
+    auto& slot = t.chunks[id / kChunkSize];
+    std::string* chunk = slot.load(std::memory_order_relaxed);
+    if (chunk == nullptr) {
+        chunk = new std::string[kChunkSize];
+        slot.store(chunk, std::memory_order_release);
+    }
+    chunk[id % kChunkSize] = std::string(s);
+    t.ids.emplace(chunk[id % kChunkSize], id);
+    return Name(id);
+}
+
+std::string_view Name::view() const {
+    if (id_ == 0) {
+        return {};
+    }
+    return nameTable().chunks[id_ / kChunkSize].load(std::memory_order_acquire)[id_ % kChunkSize];
 }
 
 const Hints* internHints(Hints h) {

@@ -2,6 +2,10 @@
 // rejecting or trimming bad ones, plus the streaming list parser.
 #include <catch2/catch.hpp>
 
+#include <string>
+#include <thread>
+#include <vector>
+
 #include <boost/json.hpp>
 
 #include <fstream>
@@ -140,7 +144,44 @@ TEST_CASE("EndpointSlice: terminating endpoints, trigger time, interned node nam
     CHECK(es->endpoints[1].nodeName == es->endpoints[2].nodeName);
     CHECK(es->triggerTimeNs == 1714557605123456789LL);
     CHECK(es->serviceKey() == ObjectKey{"default", "web"});
-    CHECK(sizeof(Endpoint) <= 40);
+}
+
+TEST_CASE("interned names: one id per string, unset is not \"\", safe across threads", "[decode]") {
+    const Name a = Name::intern("node-interned-a");
+    CHECK(a == Name::intern(std::string("node-interned-") + "a"));
+    CHECK(a.view() == "node-interned-a");
+    CHECK_FALSE(a == Name::intern("node-interned-b"));
+    CHECK(Name().empty());
+    CHECK(Name().view().empty());
+    const Name blank = Name::intern("");
+    CHECK_FALSE(blank.empty());
+    CHECK_FALSE(blank == Name());
+    CHECK(Name::intern("zone-b") > Name::intern("zone-a"));  // ordered by text, not by id
+
+    // Threads interning overlapping names get the same ids and read every name back, also
+    // names that fill more than one of the table's chunks.
+    constexpr int kThreads = 4;
+    constexpr int kNames = 3000;
+    std::vector<std::vector<Name>> got(kThreads);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([&got, t] {
+            for (int i = 0; i < kNames; ++i) {
+                const int n = (i * (t + 1)) % kNames;
+                got[t].push_back(Name::intern("threaded-node-" + std::to_string(n)));
+            }
+        });
+    }
+    for (auto& th : threads) {
+        th.join();
+    }
+    for (int t = 0; t < kThreads; ++t) {
+        for (int i = 0; i < kNames; ++i) {
+            const std::string want = "threaded-node-" + std::to_string((i * (t + 1)) % kNames);
+            REQUIRE(got[t][i].view() == want);
+            REQUIRE(got[t][i] == Name::intern(want));
+        }
+    }
 }
 
 TEST_CASE("EndpointSlice: FQDN slices keep no endpoints; hints are shared", "[decode]") {
