@@ -747,8 +747,7 @@ class Handler(BaseHTTPRequestHandler):
             if send_initial or rv in (None, "", "0"):
                 pos = st.rv
                 if send_initial or rv in (None, "", "0"):
-                    initial = sorted((o for o in st.objects[res].values() if matches(o, labels, fields)),
-                                     key=lambda o: o.key())
+                    initial = [o for o in st.sorted_at(res, pos)[0] if matches(o, labels, fields)]
             else:
                 try:
                     pos = int(rv)
@@ -928,7 +927,7 @@ class Handler(BaseHTTPRequestHandler):
         if name == "objects" and verb == "GET":
             res = q.get("resource", "services")
             with st.lock:
-                items = [json.loads(o.with_kind()) for o in sorted(st.objects[res].values(), key=lambda o: o.key())]
+                items = [json.loads(o.with_kind()) for o in st.sorted_at(res, st.rv)[0]]
             return self.send_json(200, {"rv": st.rv, "items": items})
         if name == "objects" and verb == "POST":
             items = data.get("items", [data]) if isinstance(data, dict) else data
