@@ -21,10 +21,9 @@ class PackedDest {
     explicit PackedDest(const ipvs::RealServer& rs, bool draining = false)
         : port_(rs.key.port),
           forwarding_(rs.forwarding),
-          flags_(static_cast<std::uint8_t>(
-              (rs.key.address.isV6() ? kV6 : 0) |
-              (rs.upperThreshold != 0 || rs.lowerThreshold != 0 ? kThresholds : 0) |
-              (draining ? kDraining : 0))),
+          flags_(static_cast<std::uint8_t>((rs.key.address.isV6() ? kV6 : 0) |
+                                           (hasThresholds(rs) ? kThresholds : 0) |
+                                           (draining ? kDraining : 0))),
           weight_(rs.weight) {
         std::memcpy(addr_.data(), rs.key.address.data(), rs.key.address.size());
     }
@@ -54,7 +53,7 @@ class PackedDest {
     // Same forwarding, weight and thresholds (0 or not) as `rs`; the key is not compared.
     bool sameContent(const ipvs::RealServer& rs) const {
         return forwarding_ == rs.forwarding && weight_ == rs.weight &&
-               thresholdsSet() == (rs.upperThreshold != 0 || rs.lowerThreshold != 0);
+               thresholdsSet() == hasThresholds(rs);
     }
     // Same real server in the same state; the draining flag is the reconciler's, not the
     // kernel's, and is not compared.
@@ -64,6 +63,9 @@ class PackedDest {
     }
 
   private:
+    static bool hasThresholds(const ipvs::RealServer& rs) {
+        return rs.upperThreshold != 0 || rs.lowerThreshold != 0;
+    }
     static constexpr std::uint8_t kV6 = 1;
     static constexpr std::uint8_t kThresholds = 2;
     static constexpr std::uint8_t kDraining = 4;

@@ -1889,9 +1889,10 @@ void Proxier::verifyVs(const IpvsSnapshot::Vs& v, std::span<const PackedDest> vd
     }
     kv.vs = v.vs;
     std::vector<PackedDest> dests(vdests.begin(), vdests.end());
-    for (auto& d : dests) {
-        auto t = terminating_.find(key);
-        d.setDraining(d.weight() == 0 && t != terminating_.end() && t->second.count(d.key()) != 0);
+    if (auto t = terminating_.find(key); t != terminating_.end()) {
+        for (auto& d : dests) {
+            d.setDraining(d.weight() == 0 && t->second.count(d.key()) != 0);
+        }
     }
     kv.dests = std::move(dests);
     countRepair("ipvs", rep.ipvsRepairs);
