@@ -285,9 +285,9 @@ void Proxier::onServiceUpsert(const k8s::Service& svc) {
     const bool existed = serviceExists(svc.key);
     if (existed || !servicesSynced_) {
         // Nothing to recount.
-    } else if (auto l = slicesOf_.find(svc.key); l != slicesOf_.end() && !l->second.empty()) {
+    } else if (const auto n = slicesOf_.count(svc.key); n != 0) {
         // Its slices waited for it (kept, as kube-proxy keeps them); they are used now.
-        addSlicesWithoutService(-static_cast<std::ptrdiff_t>(l->second.size()));
+        addSlicesWithoutService(-static_cast<std::ptrdiff_t>(n));
     }
     if (clusterIpOf(svc, cfg_.family) == nullptr) {
         // Nothing of this family to program (computeDesired skips it): the other family's
@@ -320,8 +320,8 @@ void Proxier::onServiceDelete(const k8s::ObjectKey& key) {
     }
     if (ours || otherFamily_.erase(key) != 0) {
         // Its slices stay until they are deleted too (normally just after): kept, not reported.
-        if (auto l = slicesOf_.find(key); servicesSynced_ && l != slicesOf_.end()) {
-            addSlicesWithoutService(static_cast<std::ptrdiff_t>(l->second.size()));
+        if (servicesSynced_) {
+            addSlicesWithoutService(static_cast<std::ptrdiff_t>(slicesOf_.count(key)));
         }
     }
     if (ours) {
@@ -350,15 +350,12 @@ void Proxier::onSliceUpsert(const k8s::EndpointSlice& slice) {
         const auto oldSvc = it->serviceKey();
         addSlicesWithoutService((nowWaiting ? 1 : 0) - (waitingForService(oldSvc) ? 1 : 0));
         if (oldSvc != slice.serviceKey()) {
-            forgetSliceOf(oldSvc, &*it);
+            slicesOf_.remove(&*it);  // indexed by its Service, which changes
             markDirty(oldSvc);
         }
         it = replaceKept(slices_, it, slice);
     }
-    auto& list = slicesOf_[slice.serviceKey()];
-    if (std::find(list.begin(), list.end(), &*it) == list.end()) {
-        list.push_back(&*it);
-    }
+    slicesOf_.add(&*it);
     reportSliceAnomalies(slice);
     if (slice.triggerTimeNs && *slice.triggerTimeNs > cfg_.startWallNs) {
         auto [t, fresh] = triggers_.try_emplace(slice.serviceKey(), *slice.triggerTimeNs);
@@ -378,19 +375,9 @@ void Proxier::onSliceDelete(const k8s::ObjectKey& key) {
     if (waitingForService(svc)) {
         addSlicesWithoutService(-1);
     }
-    forgetSliceOf(svc, &*it);
+    slicesOf_.remove(&*it);
     slices_.erase(it);
     markDirty(svc);
-}
-
-void Proxier::forgetSliceOf(const k8s::ObjectKey& svc, const k8s::EndpointSlice* slice) {
-    auto lit = slicesOf_.find(svc);
-    if (lit != slicesOf_.end()) {
-        std::erase(lit->second, slice);
-        if (lit->second.empty()) {
-            slicesOf_.erase(lit);
-        }
-    }
 }
 
 void Proxier::onNodeUpsert(const k8s::Node& node) {
@@ -421,13 +408,10 @@ void Proxier::setServicesSynced() {
     servicesSynced_ = true;
     // Slices listed before the Services could not be judged; once, now.
     std::size_t waiting = 0;
-    for (const auto& [svc, list] : slicesOf_) {
-        if (list.empty() || serviceExists(svc)) {
-            continue;
-        }
-        waiting += list.size();
-        for (const auto* slice : list) {
-            reportSliceAnomalies(*slice);
+    for (const auto& slice : slices_) {
+        if (!serviceExists(slice.serviceKey())) {
+            ++waiting;
+            reportSliceAnomalies(slice);
         }
     }
     addSlicesWithoutService(static_cast<std::ptrdiff_t>(waiting));
@@ -445,8 +429,7 @@ void Proxier::setSlicesSynced() {
 }
 
 bool Proxier::hasSlices(const k8s::ObjectKey& svc) const {
-    const auto it = slicesOf_.find(svc);
-    return it != slicesOf_.end() && !it->second.empty();
+    return slicesOf_.count(svc) != 0;
 }
 void Proxier::setNodeSynced() {
     nodeSynced_ = true;
@@ -511,8 +494,7 @@ void Proxier::reportSliceAnomalies(const k8s::EndpointSlice& slice) {
 
     // An endpoint another slice of the Service has too, under a port both slices have, is
     // one real server (mergeSlices): kept once, as kube-proxy keeps it.
-    auto lit = slicesOf_.find(svc);
-    if (slice.endpoints.empty() || lit == slicesOf_.end() || lit->second.size() < 2) {
+    if (slice.endpoints.empty() || slicesOf_.count(svc) < 2) {
         return;
     }
     std::vector<net::IpAddress> mine;
@@ -525,7 +507,7 @@ void Proxier::reportSliceAnomalies(const k8s::EndpointSlice& slice) {
     const k8s::EndpointSlice* other = nullptr;
     const k8s::EndpointPort* port = nullptr;
     net::IpAddress first;
-    for (const auto* stored : lit->second) {
+    for (const auto* stored : slicesOf_.of(svc)) {
         if (stored->key == slice.key) {
             continue;
         }
@@ -745,9 +727,7 @@ NodeContext Proxier::nodeContext() const {
 }
 
 MergedEndpoints Proxier::endpointsOf(const k8s::ObjectKey& svc) const {
-    static const std::vector<const k8s::EndpointSlice*> kNone;
-    auto it = slicesOf_.find(svc);
-    return mergeSlices(it != slicesOf_.end() ? it->second : kNone, cfg_.family, cfg_.nodeName);
+    return mergeSlices(slicesOf_.of(svc), cfg_.family, cfg_.nodeName);
 }
 
 // ---- desired state bookkeeping ----------------------------------------------------------

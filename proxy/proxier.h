@@ -51,6 +51,7 @@
 #include "proxy/packed_dest.h"
 #include "proxy/ref_table.h"
 #include "proxy/rules_sync.h"
+#include "proxy/slice_index.h"
 
 namespace kipvs::proxy {
 
@@ -374,7 +375,6 @@ class Proxier {
     bool serviceExists(const k8s::ObjectKey& key) const;
     bool hasSlices(const k8s::ObjectKey& svc) const;
     void addSlicesWithoutService(std::ptrdiff_t delta);
-    void forgetSliceOf(const k8s::ObjectKey& svc, const k8s::EndpointSlice* slice);
     void reportSliceAnomalies(const k8s::EndpointSlice& slice);
     void markAllDirty();
     NodeContext nodeContext() const;
@@ -433,8 +433,7 @@ class Proxier {
     std::unordered_set<k8s::ObjectKey, ObjectKeyHash> otherFamily_;
     std::unordered_set<k8s::EndpointSlice, ByKeyHash, ByKeyEqual> slices_;
     // The slices of each Service, pointing into slices_ (its elements do not move).
-    std::unordered_map<k8s::ObjectKey, std::vector<const k8s::EndpointSlice*>, ObjectKeyHash>
-        slicesOf_;
+    SliceIndex slicesOf_;
     std::optional<k8s::Node> node_;
     bool servicesSynced_ = false;
     bool slicesSynced_ = false;
