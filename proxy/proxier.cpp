@@ -1474,7 +1474,11 @@ Proxier::Step Proxier::syncStep(const SyncTime& now) {
     std::size_t n = 0;
     {
         const Stopwatch w(&step.times.compute);
-        for (auto it = dirty_.begin(); it != dirty_.end() && n < cfg_.servicesPerStep;) {
+        // This step's Services are taken out of dirty_ first, then processed: processing one
+        // can mark others changed (releaseVs wakes the Services waiting for a virtual server),
+        // and an insertion that rehashes dirty_ would invalidate an iterator held across it.
+        std::vector<k8s::ObjectKey> batch;
+        for (auto it = dirty_.begin(); it != dirty_.end() && batch.size() < cfg_.servicesPerStep;) {
             if (early && services_.count(*it) == 0) {
                 ++it;  // only slices of it so far: nothing to program until its Service comes
                 continue;
@@ -1486,11 +1490,13 @@ Proxier::Step Proxier::syncStep(const SyncTime& now) {
                 it = dirty_.erase(it);
                 continue;
             }
-            const auto key = *it;
-            it = dirty_.erase(it);
-            processService(key, node, b);
-            ++n;
+            auto taken = dirty_.extract(it++);
+            batch.push_back(std::move(taken.value()));
         }
+        for (const auto& key : batch) {
+            processService(key, node, b);
+        }
+        n = batch.size();
     }
     step.services = n;
     step.left = dirty_.size();
