@@ -98,15 +98,26 @@ ServiceDesired computeDesired(const k8s::Service& svc, const MergedEndpoints& ep
         }
     }
     std::vector<net::Cidr> sourceRanges;
+    bool allowAll = false;
     for (const auto& c : svc.loadBalancerSourceRanges) {
         if (c.family() == fam) {
             sourceRanges.push_back(c);
+            allowAll = allowAll || c.prefix() == 0;
         }
     }
-    const bool isNodePortType =
-        svc.type == k8s::ServiceType::NodePort || svc.type == k8s::ServiceType::LoadBalancer;
+    if (allowAll) {
+        // 0.0.0.0/0 (or ::/0) admits every source: no firewall. The kernel refuses a /0 in a
+        // hash:ip,port,net set, so programming it would leave the firewall with no range that
+        // admits anything (kube-proxy skips such ranges too, kubernetes PR #132722).
+        sourceRanges.clear();
+    }
+    // eTP applies to externally accessible Services: NodePort, LoadBalancer, and ClusterIP
+    // with externalIPs (ExternalPolicyLocal in kubernetes' pkg/api/v1/service).
+    const bool externallyAccessibleType =
+        svc.type == k8s::ServiceType::NodePort || svc.type == k8s::ServiceType::LoadBalancer ||
+        (svc.type == k8s::ServiceType::ClusterIP && !svc.externalIPs.empty());
     const bool externalLocal =
-        isNodePortType && svc.externalTrafficPolicy == k8s::TrafficPolicy::Local;
+        externallyAccessibleType && svc.externalTrafficPolicy == k8s::TrafficPolicy::Local;
     const bool internalLocal = svc.internalTrafficPolicy == k8s::TrafficPolicy::Local;
     bool anyNodePort = false;
     for (const auto& p : svc.ports) {

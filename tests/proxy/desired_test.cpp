@@ -186,6 +186,53 @@ TEST_CASE("a source range holding the node lets the node reach its LB IP", "[des
                    SetEntry::ipPortIp(ip("203.0.113.10"), Protocol::TCP, 443, ip("203.0.113.10"))));
 }
 
+TEST_CASE("a source range of 0.0.0.0/0 admits everyone: no firewall for that family", "[desired]") {
+    // The kernel refuses a /0 in hash:ip,port,net; programmed, the firewall would drop all.
+    const k8s::Service svc = ServiceBuilder("default", "lb", "10.96.0.13")
+                                 .port("https", 443)
+                                 .lb("203.0.113.10")
+                                 .sourceRange("198.51.100.0/24")
+                                 .sourceRange("0.0.0.0/0");
+    const auto d = computeDesired(svc, {}, nodeCtx(), cfg());
+    const auto lb = SetEntry::ipPort(ip("203.0.113.10"), Protocol::TCP, 443);
+    CHECK(hasEntry(d, SetId::LoadBalancer, lb));
+    CHECK_FALSE(hasEntry(d, SetId::LoadBalancerFw, lb));
+    CHECK(std::none_of(d.entries.begin(), d.entries.end(), [](const DesiredEntry& e) {
+        return e.set == SetId::LoadBalancerSourceCidr || e.set == SetId::LoadBalancerSourceIp;
+    }));
+    CHECK(d.noNodeAccess.empty());
+    // ::/0 is the IPv6 family's: the IPv4 firewall stays.
+    const k8s::Service v6all = ServiceBuilder("default", "lb", "10.96.0.13")
+                                   .port("https", 443)
+                                   .lb("203.0.113.10")
+                                   .sourceRange("198.51.100.0/24")
+                                   .sourceRange("::/0");
+    CHECK(hasEntry(computeDesired(v6all, {}, nodeCtx(), cfg()), SetId::LoadBalancerFw, lb));
+}
+
+TEST_CASE("eTP=Local applies to a ClusterIP Service with external IPs", "[desired]") {
+    const k8s::Service svc = ServiceBuilder("default", "e", "10.96.0.15")
+                                 .port("p", 80)
+                                 .externalIp("198.51.100.7")
+                                 .etpLocal();
+    const auto d = computeDesired(svc,
+                                  eps({SliceBuilder("default", "s", "e")
+                                           .port("p", 8080)
+                                           .ep("10.244.1.7", "node-1")
+                                           .ep("10.244.2.7", "node-2")}),
+                                  nodeCtx(), cfg());
+    // The external IP gets the local endpoint only and is not masqueraded; the cluster IP
+    // keeps every endpoint (iTP=Cluster).
+    CHECK(vsNames(d) == std::vector<std::string>{
+                            "10.96.0.15:80/TCP -> 10.244.1.7:8080 10.244.2.7:8080",
+                            "198.51.100.7:80/TCP -> 10.244.1.7:8080",
+                        });
+    const auto ext = SetEntry::ipPort(ip("198.51.100.7"), Protocol::TCP, 80);
+    CHECK(hasEntry(d, SetId::ExternalIpLocal, ext));
+    CHECK_FALSE(hasEntry(d, SetId::ExternalIp, ext));
+    CHECK(d.healthCheckNodePort == 0);  // only LoadBalancer Services have one
+}
+
 TEST_CASE("eTP=Local without local endpoints gets no real servers (kube-proxy would fall back)",
           "[desired]") {
     const k8s::Service svc = ServiceBuilder("default", "lb", "10.96.0.13")
