@@ -25,8 +25,10 @@ struct ServerUrl {
     std::string toString() const;
 };
 
-// "https://10.0.0.1:6443/prefix", "http://localhost:8080", "[::1]:6443" (a URL without a
-// scheme is https, as client-go assumes).
+// "https://10.0.0.1:6443/prefix", "http://localhost:8080", "[::1]:6443". A URL without a
+// scheme is https. client-go picks http for it unless a CA, a client certificate or
+// insecure-skip-tls-verify is configured; the API server has had no insecure port since
+// 1.20, so https is the one that can work (and a token is never sent in clear by default).
 Result<ServerUrl> parseServerUrl(std::string_view url);
 
 struct ClientConfig {

@@ -4,6 +4,10 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
@@ -12,6 +16,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include <algorithm>
 #include <array>
 #include <vector>
 
@@ -267,6 +272,7 @@ class Conn : public ConnBase {
             }
             error_code ignored;
             socket().set_option(tcp::no_delay(true), ignored);
+            setKeepalive();
             if constexpr (kTls) {
                 handshake();
             } else {
@@ -274,6 +280,25 @@ class Conn : public ConnBase {
                 write();
             }
         });
+    }
+
+    // Best effort, as TCP_NODELAY: a socket that refuses still works, it only notices a dead
+    // peer later.
+    void setKeepalive() {
+        const auto& o = shared_->options;
+        const int fd = socket().native_handle();
+        const int on = 1;
+        const auto secs = [](Duration d) {
+            return static_cast<int>(
+                std::max<std::int64_t>(1, std::chrono::ceil<std::chrono::seconds>(d).count()));
+        };
+        const int idle = secs(o.keepaliveIdle);
+        const int interval = secs(o.keepaliveInterval);
+        const int probes = std::max(1, o.keepaliveProbes);
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
     }
 
     void handshake() {

@@ -27,6 +27,15 @@ struct TransportOptions {
     Duration writeTimeout = std::chrono::seconds(10);
     // Idle keep-alive connections kept for reuse.
     std::size_t maxIdleConnections = 4;
+    // TCP keepalive on every connection: probes after this long without traffic, then every
+    // keepaliveInterval, and the connection fails after keepaliveProbes unanswered ones. A
+    // watch is quiet for minutes and must not be cut short (its timeoutSeconds rules), but an
+    // API server that vanished without a reset (host down, a NAT or load balancer that
+    // dropped the flow) is noticed within about a minute instead of when the watch's idle
+    // deadline (5 to 11 minutes) passes. client-go's dialer sets keepalive too (30 s).
+    Duration keepaliveIdle = std::chrono::seconds(30);
+    Duration keepaliveInterval = std::chrono::seconds(10);
+    int keepaliveProbes = 3;
     // Offer ChaCha20-Poly1305 before AES-GCM. Unset: when the CPU has no AES instructions
     // (tlsPrefersChaCha()), where it decrypts several times faster. Go's crypto/tls and
     // BoringSSL clients order their offer the same way, and a kube-apiserver (Go) follows a

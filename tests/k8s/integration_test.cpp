@@ -4,6 +4,11 @@
 // limits), never on elapsed time.
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
 
@@ -13,6 +18,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -781,6 +787,38 @@ TEST_CASE("FS-42 a silent watch is not reconnected before timeoutSeconds", "[it]
     REQUIRE(t.runUntil([&] { return t.observer.watches.size() >= 3; }));
     CHECK(t.observer.requestErrors == 0);
     CHECK(t.observer.lists.size() == 1);
+}
+
+TEST_CASE("connections to the API server have TCP keepalive on", "[it]") {
+    // A watch is quiet for minutes; without keepalive an API server that vanished without a
+    // reset would go unnoticed until the watch's idle deadline.
+    It t;
+    t.connect();
+    t.startServices();
+    REQUIRE(t.waitWatches(1));
+    int checked = 0;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+        const int fd = std::stoi(entry.path().filename().string());
+        sockaddr_storage peer{};
+        socklen_t len = sizeof peer;
+        if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0 ||
+            peer.ss_family != AF_INET ||
+            ntohs(reinterpret_cast<sockaddr_in*>(&peer)->sin_port) != t.server->port) {
+            continue;
+        }
+        auto opt = [&](int level, int name) {
+            int v = -1;
+            socklen_t l = sizeof v;
+            REQUIRE(getsockopt(fd, level, name, &v, &l) == 0);
+            return v;
+        };
+        CHECK(opt(SOL_SOCKET, SO_KEEPALIVE) == 1);
+        CHECK(opt(IPPROTO_TCP, TCP_KEEPIDLE) == 30);
+        CHECK(opt(IPPROTO_TCP, TCP_KEEPINTVL) == 10);
+        CHECK(opt(IPPROTO_TCP, TCP_KEEPCNT) == 3);
+        ++checked;
+    }
+    CHECK(checked >= 1);  // the watch's connection at least
 }
 
 TEST_CASE("in-band ERROR events and clean early close", "[it][stream]") {
