@@ -394,9 +394,14 @@ void Proxier::onNodeUpsert(const k8s::Node& node) {
     }
 }
 
+// A deleted Node loses its topology labels, as in kube-proxy (hints stop applying), but not
+// its addresses: kube-proxy takes the node IPs once, at start. Forgetting them took the
+// NodePort virtual servers of nodePortAddresses "primary", and the node's access to
+// LoadBalancers with source ranges, from a machine that may still carry traffic (a Node
+// object deleted and re-registered, or deleted before the machine drains).
 void Proxier::onNodeDelete() {
-    if (node_) {
-        node_.reset();
+    if (node_ && !node_->zone.empty()) {
+        node_->zone.clear();
         markAllDirty();
     }
 }

@@ -1298,6 +1298,31 @@ TEST_CASE("nodePortAddresses primary means the node's own IP only", "[proxier]")
           std::vector<std::string>{"10.96.0.20:80/TCP ->", "192.168.1.10:30080/TCP ->"});
 }
 
+TEST_CASE("a deleted Node keeps its addresses and loses its zone", "[proxier]") {
+    Fixture f;
+    f.cfg.nodePortPrimary = true;
+    auto& p = f.start();  // node-1, 192.168.1.10, zone-a
+    p.onServiceUpsert(ServiceBuilder("default", "np", "10.96.0.20")
+                          .type(k8s::ServiceType::NodePort)
+                          .port("p", 80, Protocol::TCP, 30080));
+    // Hinted for zone-a: 10.244.1.7 only while the node is in zone-a.
+    p.onSliceUpsert(SliceBuilder("default", "np-1", "np")
+                        .port("p", 8080)
+                        .ep("10.244.1.7", "node-1")
+                        .zoneHint("zone-a")
+                        .ep("10.244.2.7", "node-2")
+                        .zoneHint("zone-b"));
+    REQUIRE(f.sync());
+    CHECK(f.table() == std::vector<std::string>{"10.96.0.20:80/TCP -> 10.244.1.7:8080@1",
+                                                "192.168.1.10:30080/TCP -> 10.244.1.7:8080@1"});
+    p.onNodeDelete();
+    REQUIRE(f.sync());
+    // The NodePort stays on the node's IP; without a zone the hints no longer apply.
+    CHECK(f.table() == std::vector<std::string>{
+                           "10.96.0.20:80/TCP -> 10.244.1.7:8080@1 10.244.2.7:8080@1",
+                           "192.168.1.10:30080/TCP -> 10.244.1.7:8080@1 10.244.2.7:8080@1"});
+}
+
 TEST_CASE("health-check ports follow LoadBalancer eTP=Local Services", "[proxier]") {
     Fixture f;
     auto& p = f.start();
