@@ -71,6 +71,48 @@ std::optional<IpAddress> IpAddress::parse(std::string_view text) {
     return a;
 }
 
+namespace {
+
+// "010.001.002.003" -> "10.1.2.3"; nullopt when a part is not 1 to 3 digits once its leading
+// zeros are gone (parse then rejects what is out of range or malformed otherwise).
+std::optional<std::string> withoutLeadingZeros(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    std::size_t start = 0;
+    while (true) {
+        const std::size_t dot = text.find('.', start);
+        auto part = text.substr(start, dot == std::string_view::npos ? dot : dot - start);
+        if (part.empty() || part.find_first_not_of("0123456789") != std::string_view::npos) {
+            return std::nullopt;
+        }
+        const auto nonZero = part.find_first_not_of('0');
+        part =
+            nonZero == std::string_view::npos ? part.substr(part.size() - 1) : part.substr(nonZero);
+        if (part.size() > 3) {
+            return std::nullopt;
+        }
+        out += part;
+        if (dot == std::string_view::npos) {
+            return out;
+        }
+        out += '.';
+        start = dot + 1;
+    }
+}
+
+}  // namespace
+
+std::optional<IpAddress> IpAddress::parseLegacy(std::string_view text) {
+    if (auto a = parse(text)) {
+        return a;
+    }
+    if (text.empty() || text.size() > 45 || text.find(':') != std::string_view::npos) {
+        return std::nullopt;
+    }
+    const auto plain = withoutLeadingZeros(text);
+    return plain ? parse(*plain) : std::nullopt;
+}
+
 IpAddress IpAddress::v4(std::uint32_t hostOrder) {
     IpAddress a;
     a.bytes_[0] = static_cast<std::uint8_t>(hostOrder >> 24);
@@ -177,6 +219,24 @@ std::optional<Cidr> Cidr::parse(std::string_view text, bool allowHostBits) {
         return std::nullopt;
     }
     return c;
+}
+
+std::optional<Cidr> Cidr::parseLegacy(std::string_view text, bool allowHostBits) {
+    if (auto c = parse(text, allowHostBits)) {
+        return c;
+    }
+    const auto slash = text.find('/');
+    if (slash == std::string_view::npos) {
+        return std::nullopt;
+    }
+    const auto ip = IpAddress::parseLegacy(text.substr(0, slash));
+    auto len = text.substr(slash + 1);
+    if (!ip || len.empty() || len.size() > 8) {
+        return std::nullopt;
+    }
+    const auto nonZero = len.find_first_not_of('0');
+    len = nonZero == std::string_view::npos ? len.substr(len.size() - 1) : len.substr(nonZero);
+    return parse(ip->toString() + "/" + std::string(len), allowHostBits);
 }
 
 Cidr Cidr::host(const IpAddress& a) {

@@ -32,6 +32,10 @@ class IpAddress {
     // Strict parse, as Kubernetes validates addresses: dotted quad without leading zeros,
     // or an RFC 4291 IPv6 address without zone. Anything else is nullopt.
     static std::optional<IpAddress> parse(std::string_view text);
+    // As parse, and also a dotted quad with leading zeros, read as decimal: "010.001.002.003"
+    // is 10.1.2.3. This is how kube-proxy reads API objects (ParseIPSloppy, k8s.io/utils/net);
+    // the API server accepted such values for years and stored objects may still hold them.
+    static std::optional<IpAddress> parseLegacy(std::string_view text);
     static IpAddress v4(std::uint32_t hostOrder);
     static IpAddress fromBytes(Family f, const void* bytes);
     // The unspecified address of a family (0.0.0.0 or ::).
@@ -72,6 +76,9 @@ class Cidr {
     // "10.0.0.0/8", "fd00::/64". Host bits must be zero unless `allowHostBits`, in which case
     // they are cleared (as Go's net.ParseCIDR does for the network it returns).
     static std::optional<Cidr> parse(std::string_view text, bool allowHostBits = true);
+    // As parse, with leading zeros allowed in an IPv4 address and in the prefix length, read
+    // as decimal (ParseCIDRSloppy): "010.000.000.000/08" is 10.0.0.0/8.
+    static std::optional<Cidr> parseLegacy(std::string_view text, bool allowHostBits = true);
     // The /32 or /128 holding exactly `a`.
     static Cidr host(const IpAddress& a);
 

@@ -373,8 +373,9 @@ Service decodeServiceImpl(const json::value& v, DecodeReport& report) {
             }
             for (std::size_t i = 0; i < clusterIPs->size(); ++i) {
                 const auto& e = (*clusterIPs)[i];
-                auto ip = e.is_string() ? net::IpAddress::parse(std::string_view(e.get_string()))
-                                        : std::nullopt;
+                auto ip = e.is_string()
+                              ? net::IpAddress::parseLegacy(std::string_view(e.get_string()))
+                              : std::nullopt;
                 if (!ip) {
                     reject(idx("spec.clusterIPs", i),
                            describeValue(e) + " is not a valid IP address");
@@ -386,11 +387,11 @@ Service decodeServiceImpl(const json::value& v, DecodeReport& report) {
             }
             if (!clusterIP.empty() &&
                 svc.clusterIPs[0].toString() !=
-                    net::IpAddress::parse(clusterIP).value_or(net::IpAddress()).toString()) {
+                    net::IpAddress::parseLegacy(clusterIP).value_or(net::IpAddress()).toString()) {
                 reject("spec.clusterIP", quoted(clusterIP) + " differs from spec.clusterIPs[0]");
             }
         } else if (!clusterIP.empty()) {
-            auto ip = net::IpAddress::parse(clusterIP);
+            auto ip = net::IpAddress::parseLegacy(clusterIP);
             if (!ip) {
                 reject("spec.clusterIP", quoted(clusterIP) + " is not a valid IP address");
             }
@@ -424,11 +425,11 @@ Service decodeServiceImpl(const json::value& v, DecodeReport& report) {
 
     svc.externalIPs = decodeList<net::IpAddress>(
         arrayField(spec, "externalIPs", "spec.externalIPs"), "spec.externalIPs", report,
-        "IP address", [](std::string_view s) { return net::IpAddress::parse(s); });
+        "IP address", [](std::string_view s) { return net::IpAddress::parseLegacy(s); });
     svc.loadBalancerSourceRanges = decodeList<net::Cidr>(
         arrayField(spec, "loadBalancerSourceRanges", "spec.loadBalancerSourceRanges"),
         "spec.loadBalancerSourceRanges", report, "CIDR",
-        [](std::string_view s) { return net::Cidr::parse(s, true); });
+        [](std::string_view s) { return net::Cidr::parseLegacy(s, true); });
 
     svc.externalTrafficPolicy =
         trafficPolicy(spec, "externalTrafficPolicy", "spec.externalTrafficPolicy");
@@ -473,8 +474,9 @@ Service decodeServiceImpl(const json::value& v, DecodeReport& report) {
             if (ip == nullptr || (ip->is_string() && ip->get_string().empty())) {
                 continue;  // hostname-only ingress: nothing for an IP proxy
             }
-            auto addr = ip->is_string() ? net::IpAddress::parse(std::string_view(ip->get_string()))
-                                        : std::nullopt;
+            auto addr = ip->is_string()
+                            ? net::IpAddress::parseLegacy(std::string_view(ip->get_string()))
+                            : std::nullopt;
             if (!addr) {
                 report.dropped.push_back(
                     {sub(path, "ip"), describeValue(*ip) + " is not a valid IP address"});
@@ -568,8 +570,8 @@ bool decodeEndpoint(const json::value& v, const std::string& path, net::Family f
         return false;
     }
     const auto& a0 = addrs->get_array()[0];
-    auto ip =
-        a0.is_string() ? net::IpAddress::parse(std::string_view(a0.get_string())) : std::nullopt;
+    auto ip = a0.is_string() ? net::IpAddress::parseLegacy(std::string_view(a0.get_string()))
+                             : std::nullopt;
     if (!ip) {
         issue = {sub(path, "addresses[0]"), describeValue(a0) + " is not a valid IP address"};
         return false;
@@ -758,11 +760,11 @@ Node decodeNodeImpl(const json::value& v, DecodeReport& report) {
 
     const auto* spec = objectField(root, "spec", "spec");
     const auto* podCIDRs = arrayField(spec, "podCIDRs", "spec.podCIDRs");
-    auto parseCidr = [](std::string_view s) { return net::Cidr::parse(s, true); };
+    auto parseCidr = [](std::string_view s) { return net::Cidr::parseLegacy(s, true); };
     if (podCIDRs != nullptr && !podCIDRs->empty()) {
         node.podCIDRs = decodeList<net::Cidr>(podCIDRs, "spec.podCIDRs", report, "CIDR", parseCidr);
     } else if (auto one = stringField(spec, "podCIDR", "spec.podCIDR"); one && !one->empty()) {
-        if (auto c = net::Cidr::parse(*one, true)) {
+        if (auto c = net::Cidr::parseLegacy(*one, true)) {
             node.podCIDRs.push_back(*c);
         } else {
             report.dropped.push_back({"spec.podCIDR", quoted(*one) + " is not a valid CIDR"});
@@ -799,7 +801,7 @@ Node decodeNodeImpl(const json::value& v, DecodeReport& report) {
             }
             const auto* a = get(&e.get_object(), "address");
             auto ip = (a != nullptr && a->is_string())
-                          ? net::IpAddress::parse(std::string_view(a->get_string()))
+                          ? net::IpAddress::parseLegacy(std::string_view(a->get_string()))
                           : std::nullopt;
             if (!ip) {
                 report.dropped.push_back(

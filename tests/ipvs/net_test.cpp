@@ -26,6 +26,26 @@ TEST_CASE("IpAddress parses and prints both families canonically", "[net]") {
     CHECK(kipvs::net::joinHostPort(*a, 53) == "10.96.0.10:53");
 }
 
+TEST_CASE("legacy parsing reads leading zeros as decimal, as kube-proxy does", "[net]") {
+    CHECK(IpAddress::parseLegacy("010.096.000.010")->toString() == "10.96.0.10");
+    CHECK(IpAddress::parseLegacy("1.2.3.04")->toString() == "1.2.3.4");
+    CHECK(IpAddress::parseLegacy("0000.0.00.0001")->toString() == "0.0.0.1");
+    CHECK(IpAddress::parseLegacy("fd00::a")->toString() == "fd00::a");
+    for (const char* bad : {"", "010.1.1", "010.1.1.256", "01.2.3.4.5", "1..2.3", "1.2.3.4 ",
+                            "0x1.2.3.4", "-1.2.3.4", "1.2.3.4/8", "banana", "0fd00::1%eth0"}) {
+        INFO(bad);
+        CHECK_FALSE(IpAddress::parseLegacy(bad));
+    }
+    CHECK(Cidr::parseLegacy("010.000.000.000/08")->toString() == "10.0.0.0/8");
+    CHECK(Cidr::parseLegacy("192.168.001.000/024")->toString() == "192.168.1.0/24");
+    CHECK(Cidr::parseLegacy("fd00::/008")->toString() == "fd00::/8");
+    CHECK(Cidr::parseLegacy("0.0.0.0/00")->toString() == "0.0.0.0/0");
+    for (const char* bad : {"010.0.0.0", "010.0.0.0/33", "10.0.0.0/", "10.0.0.0/x", "fd00::/129"}) {
+        INFO(bad);
+        CHECK_FALSE(Cidr::parseLegacy(bad));
+    }
+}
+
 TEST_CASE("IpAddress rejects what Kubernetes rejects", "[net]") {
     for (const char* bad : {"", "10.96.0", "10.96.0.256", "010.1.1.1", "1.2.3.04", "10.96.0.10 ",
                             "fe80::1%eth0", "::g", "1.2.3.4/32", "abc", "1.2.3.4.5",

@@ -248,7 +248,7 @@ TEST_CASE("invalid list entries are dropped with a reason naming object and fiel
           "[decode][invalid]") {
     DecodeReport r;
     auto s = decodeService(
-        svc(R"("externalIPs":["1.2.3.4","1.2.3.999","01.2.3.4"],"loadBalancerSourceRanges":["10.0.0.0/8","10.0.0.0/33"])",
+        svc(R"("externalIPs":["1.2.3.4","1.2.3.999","1.2.3"],"loadBalancerSourceRanges":["10.0.0.0/8","10.0.0.0/33"])",
             R"([{"port":80},{"port":70000},{"port":0},{"port":53,"protocol":"ICMP"},{"port":8080,"nodePort":-1}])"),
         r);
     REQUIRE(s);
@@ -262,7 +262,7 @@ TEST_CASE("invalid list entries are dropped with a reason naming object and fiel
               "Service default/web: spec.ports[3].protocol: \"ICMP\" is not a supported protocol",
               "Service default/web: spec.ports[4].nodePort: -1 is not a valid port",
               "Service default/web: spec.externalIPs[1]: \"1.2.3.999\" is not a valid IP address",
-              "Service default/web: spec.externalIPs[2]: \"01.2.3.4\" is not a valid IP address",
+              "Service default/web: spec.externalIPs[2]: \"1.2.3\" is not a valid IP address",
               "Service default/web: spec.loadBalancerSourceRanges[1]: \"10.0.0.0/33\" is not a "
               "valid CIDR",
           });
@@ -288,6 +288,35 @@ TEST_CASE("endpoints of the wrong family or with a bad address are dropped", "[d
               "EndpointSlice ns/s: endpoints[2].addresses[0]: \"banana\" is not a valid IP address",
               "EndpointSlice ns/s: endpoints[3].conditions.ready: not a boolean: \"yes\"",
           });
+}
+
+TEST_CASE("addresses with leading zeros are read as decimal, as kube-proxy reads them",
+          "[decode]") {
+    // The API server accepted them for years; stored objects may still hold them. Dropping
+    // them would delete the Service (a cluster IP), open a firewall (every source range
+    // dropped) or lose endpoints.
+    DecodeReport r;
+    auto s = decodeService(json::parse(R"({"metadata":{"name":"web","namespace":"default"},
+        "spec":{"type":"LoadBalancer","clusterIP":"010.096.000.001","ports":[{"port":80}],
+        "externalIPs":["198.051.100.007"],"loadBalancerSourceRanges":["010.0.0.0/8"]},
+        "status":{"loadBalancer":{"ingress":[{"ip":"203.000.113.010"}]}}})"),
+                           r);
+    REQUIRE(s);
+    CHECK(messages(r).empty());
+    CHECK(s->clusterIPs == std::vector<net::IpAddress>{ip("10.96.0.1")});
+    CHECK(s->externalIPs == std::vector<net::IpAddress>{ip("198.51.100.7")});
+    CHECK(s->loadBalancerSourceRanges == std::vector<net::Cidr>{*net::Cidr::parse("10.0.0.0/8")});
+    REQUIRE(s->loadBalancerIngress.size() == 1);
+    CHECK(s->loadBalancerIngress[0].ip == ip("203.0.113.10"));
+    DecodeReport r2;
+    auto es = decodeEndpointSlice(
+        json::parse(
+            R"({"metadata":{"name":"s","namespace":"ns","labels":{"kubernetes.io/service-name":"svc"}},
+            "addressType":"IPv4","endpoints":[{"addresses":["010.000.000.001"]}],"ports":[{"port":80}]})"),
+        r2);
+    REQUIRE(es);
+    REQUIRE(es->endpoints.size() == 1);
+    CHECK(es->endpoints[0].address == ip("10.0.0.1"));
 }
 
 TEST_CASE("structurally invalid objects are rejected", "[decode][invalid]") {
