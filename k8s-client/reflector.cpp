@@ -366,8 +366,14 @@ class ReflectorCore {
                 requestPage();
                 return;
             }
-            if (e.isExpired() || e.isTooLargeResourceVersion()) {
+            if ((e.isExpired() || e.isTooLargeResourceVersion()) && !listRV_.empty()) {
+                // The RV asked for is gone (compacted) or not reached yet by this server's
+                // cache: list again at once at RV "" (a consistent read), as client-go does,
+                // instead of after a backoff step. A list at "" cannot fail this way.
                 rvUnavailable_ = true;
+                abortReplace();
+                startList("list: " + e.describe());
+                return;
             }
             failCycle("list: " + e.describe());
             return;

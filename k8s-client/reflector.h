@@ -13,7 +13,8 @@
 //      completes the replace.
 //   2. List: resourceVersion "0" the first time, then the last seen RV, or "" after a 410 or
 //      a too-large-RV; limit=500 with continue-paging when RV is "" or "0" (or the server
-//      paginated before). A 410 on a continue page retries once as a full list without limit.
+//      paginated before). A 410 on a continue page retries once as a full list without limit;
+//      a 410 or too-large RV on a list at an RV lists again at once at RV "", as client-go does.
 //      The pages replace the delivered state as a set: each listed object goes out as it
 //      is decoded (an add, an update if it changed, nothing if not), and the objects that
 //      were not listed are deleted when the last page is in. A list that fails halfway has
