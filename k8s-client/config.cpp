@@ -212,8 +212,9 @@ class KubeconfigReader {
     }
 
     // `key-data` (base64) wins over `key` (a file path).
+    // `path`, when given, receives the file the PEM was read from (left alone for inline data).
     Result<std::string> pem(const YAML::Node& n, const std::string& key, const std::string& base,
-                            std::string& source) const {
+                            std::string& source, std::string* path = nullptr) const {
         auto data = str(n, key + "-data", base + "." + key + "-data");
         if (!data) {
             return data.error();
@@ -239,6 +240,9 @@ class KubeconfigReader {
             return error(base + "." + key, content.error().message);
         }
         source = "kubeconfig " + path_ + ": " + base + "." + key + " (" + full + ")";
+        if (path != nullptr) {
+            *path = full;
+        }
         return *content;
     }
 
@@ -398,11 +402,12 @@ Result<ClientConfig> KubeconfigReader::parse(std::string_view text,
                                      "basic auth and impersonation are not supported");
                     }
                 }
-                auto cert = pem(user, "client-certificate", ubase, cfg.clientCertSource);
+                auto cert = pem(user, "client-certificate", ubase, cfg.clientCertSource,
+                                &cfg.clientCertFile);
                 if (!cert) {
                     return cert.error();
                 }
-                auto key = pem(user, "client-key", ubase, cfg.clientKeySource);
+                auto key = pem(user, "client-key", ubase, cfg.clientKeySource, &cfg.clientKeyFile);
                 if (!key) {
                     return key.error();
                 }

@@ -39,6 +39,11 @@ struct ClientConfig {
     std::string tlsServerName;  // checked name (and SNI) instead of server.host
     std::string clientCertPem;  // client-certificate auth when both are set
     std::string clientKeyPem;
+    // The files they were read from (kubeconfig client-certificate / client-key, not -data):
+    // read again when they change, as client-go does, so that a rotated certificate (kubelet
+    // style) is used without a restart.
+    std::string clientCertFile;
+    std::string clientKeyFile;
     std::string token;      // bearer token (static)
     std::string tokenFile;  // re-read every minute and after a 401; wins over `token` when readable
     // Where each credential came from, to name it in errors:

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -142,7 +143,52 @@ struct Shared {
     ClientConfig config;
     TransportOptions options;
     std::optional<ssl::context> tls;
+    bool preferChaCha = false;
+    // The client certificate and key files as last loaded (inode, size, mtime); "" before.
+    std::string certStamp;
 };
+
+Result<void> loadTls(ssl::context& ctx, const ClientConfig& cfg, bool preferChaCha);
+
+std::string fileStamp(const std::string& path) {
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0) {
+        return "-";
+    }
+    return std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
+           std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+}
+
+// Client certificate files are read again when they change (stat follows a kubelet-style
+// "-current.pem" symlink to the file it names): new connections use the new pair, the ones
+// already open keep theirs (the SSL objects hold their own reference to the old context). A
+// pair that does not load, caught mid-write or with a key that does not match yet, leaves the
+// old one in use; the next connection tries again.
+void refreshClientCert(Shared& sh) {
+    const auto& cfg = sh.config;
+    if (!sh.tls || cfg.clientCertFile.empty() || cfg.clientKeyFile.empty()) {
+        return;
+    }
+    const auto stamp = fileStamp(cfg.clientCertFile) + "|" + fileStamp(cfg.clientKeyFile);
+    if (stamp == sh.certStamp) {
+        return;
+    }
+    auto cert = readFile(cfg.clientCertFile);
+    auto key = readFile(cfg.clientKeyFile);
+    if (!cert || !key) {
+        return;
+    }
+    ClientConfig next = cfg;
+    next.clientCertPem = std::move(*cert);
+    next.clientKeyPem = std::move(*key);
+    ssl::context fresh(ssl::context::tls_client);
+    if (!loadTls(fresh, next, sh.preferChaCha)) {
+        return;
+    }
+    *sh.tls = std::move(fresh);
+    sh.config = std::move(next);
+    sh.certStamp = stamp;
+}
 
 class TransportImpl : public Transport, public std::enable_shared_from_this<TransportImpl> {
   public:
@@ -499,6 +545,7 @@ void TransportImpl::start(const std::shared_ptr<RequestState>& st, bool fresh) {
         idle_.pop_back();
         reused = true;
     } else if (shared_->tls) {
+        refreshClientCert(*shared_);
         using TlsStream = beast::ssl_stream<beast::tcp_stream>;
         conn = std::make_shared<Conn<TlsStream>>(
             shared_, weak_from_this(), TlsStream(beast::tcp_stream(shared_->ioc), *shared_->tls));
@@ -578,12 +625,11 @@ bool tlsPrefersChaCha() {
 Result<std::shared_ptr<Transport>> makeHttpTransport(asio::io_context& ioc,
                                                      const ClientConfig& config,
                                                      const TransportOptions& options) {
-    auto shared = std::make_shared<Shared>(Shared{ioc, config, options, std::nullopt});
+    auto shared = std::make_shared<Shared>(Shared{ioc, config, options, std::nullopt, false, {}});
     if (config.server.tls) {
+        shared->preferChaCha = options.preferChaCha.value_or(tlsPrefersChaCha());
         shared->tls.emplace(ssl::context::tls_client);
-        if (auto r =
-                loadTls(*shared->tls, config, options.preferChaCha.value_or(tlsPrefersChaCha()));
-            !r) {
+        if (auto r = loadTls(*shared->tls, config, shared->preferChaCha); !r) {
             return r.error();
         }
     }

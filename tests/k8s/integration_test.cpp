@@ -611,6 +611,38 @@ TEST_CASE("7b TLS: wrong CA and wrong server name are refused; mTLS works", "[it
     }
 }
 
+TEST_CASE("7c mTLS: rotated client certificate files are used without a restart", "[it][tls]") {
+    It t({"--client-cert-auth"});
+    t.server->post("config", R"({"tokens":["unused"],"client_cert_auth":true})");
+    const auto copy = [](const std::string& from, const std::string& to) {
+        std::filesystem::copy_file(tlsDir() + "/" + from, tlsDir() + "/" + to,
+                                   std::filesystem::copy_options::overwrite_existing);
+    };
+    // The kubeconfig names files that first hold a pair the server does not trust (another
+    // CA's), as an expired certificate would be refused.
+    copy("other-ca.crt", "rotating.crt");
+    copy("other-ca.key", "rotating.key");
+    auto cfg = t.kubeconfig("kubeconfig-cert.yaml");
+    REQUIRE(cfg.has_value());
+    // The loader remembers where the pair came from; here it is pointed at the rotating one.
+    CHECK(cfg->clientCertFile == tlsDir() + "/client.crt");
+    CHECK(cfg->clientKeyFile == tlsDir() + "/client.key");
+    cfg->clientCertFile = tlsDir() + "/rotating.crt";
+    cfg->clientKeyFile = tlsDir() + "/rotating.key";
+    std::ifstream crt(cfg->clientCertFile);
+    std::ifstream key(cfg->clientKeyFile);
+    cfg->clientCertPem.assign(std::istreambuf_iterator<char>(crt), {});
+    cfg->clientKeyPem.assign(std::istreambuf_iterator<char>(key), {});
+    t.connect(*cfg);
+    t.startServices();
+    REQUIRE(t.runUntil([&] { return t.observer.requestErrors >= 1; }));
+    CHECK_FALSE(t.services->hasSynced());
+    // The pair is rotated in place: the next connection reads it again and is accepted.
+    copy("client.key", "rotating.key");
+    copy("client.crt", "rotating.crt");
+    CHECK(t.runUntil([&] { return t.services->hasSynced(); }));
+}
+
 TEST_CASE("8 throttling: 429 JSON and text with Retry-After, 429 on watch without", "[it]") {
     It t;
     t.server->post(
