@@ -1137,6 +1137,13 @@ bool Proxier::applyIpvsOps(Batch& b) {
                 continue;
             }
             b.ipvsOps.push_back(Op::deleteService(*it));
+            if (it->protocol == Protocol::UDP) {
+                // Its flows go with it, as kube-proxy clears a deleted UDP Service's: the
+                // address may soon belong to another Service.
+                for (const auto& d : known_.at(*it).dests) {
+                    b.udpDeleted.emplace_back(*it, d.key());
+                }
+            }
             ++it;
         }
     }
@@ -1220,15 +1227,17 @@ void Proxier::cleanupConntrack(Batch& b) {
             nodePorts[u.nodePort].insert(u.serving.begin(), u.serving.end());
         }
     }
-    std::set<std::pair<std::uint16_t, ipvs::DestKey>> removed;  // (frontend port, endpoint)
+    // (frontend, endpoint): the virtual server's own address, not only its port, so that a
+    // flow of another Service on the same port to the same endpoint is left alone.
+    std::set<std::pair<ipvs::DestKey, ipvs::DestKey>> removed;
     for (const auto& [vs, rs] : b.udpDeleted) {
-        removed.insert({vs.port, rs});
+        removed.insert({{vs.address, vs.port}, rs});
     }
     auto r = k_.conntrack->deleteMatching(
         cfg_.family, Protocol::UDP, [&](const ipvs::ConntrackEntry& e) {
             const ipvs::DestKey dst{e.original.dst, e.original.dstPort};
             const ipvs::DestKey replySrc{e.reply.src, e.reply.srcPort};
-            if (removed.count({e.original.dstPort, replySrc}) != 0) {
+            if (removed.count({dst, replySrc}) != 0) {
                 return true;
             }
             if (auto f = frontends.find(dst); f != frontends.end()) {

@@ -367,6 +367,33 @@ TEST_CASE("UDP real servers go at once, with their conntrack entries", "[proxier
                       {{"ip_family", "IPv4"}}) == 1);
 }
 
+TEST_CASE("deleting a UDP Service leaves another Service's flows to the same endpoint",
+          "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    for (const char* name : {"dns", "dns-alt"}) {
+        const bool alt = std::string(name) == "dns-alt";
+        p.onServiceUpsert(ServiceBuilder("kube-system", name, alt ? "10.96.0.54" : "10.96.0.53")
+                              .port("dns", 53, Protocol::UDP));
+        p.onSliceUpsert(SliceBuilder("kube-system", alt ? "dns-alt-1" : "dns-1", name)
+                            .port("dns", 53, Protocol::UDP)
+                            .ep("10.244.1.3"));
+    }
+    REQUIRE(f.sync());
+    auto flow = [](const char* vip) {
+        ipvs::ConntrackEntry e;
+        e.protocol = Protocol::UDP;
+        e.original = {ip("10.244.9.1"), ip(vip), 40000, 53};
+        e.reply = {ip("10.244.1.3"), ip("10.244.9.1"), 53, 40000};
+        return e;
+    };
+    f.conntrack.entries = {flow("10.96.0.53"), flow("10.96.0.54")};
+    p.onServiceDelete({"kube-system", "dns"});
+    REQUIRE(f.sync());
+    REQUIRE(f.conntrack.entries.size() == 1);
+    CHECK(f.conntrack.entries[0].original.dst == ip("10.96.0.54"));
+}
+
 TEST_CASE("a deleted Service takes its virtual server, address and members with it, in order",
           "[proxier]") {
     Fixture f;
