@@ -5,6 +5,15 @@
 
 namespace kipvs::proxy {
 
+namespace {
+
+// Which copy of a duplicate endpoint is kept (mergeSlices): higher wins.
+int preference(const EndpointInfo& e) {
+    return (e.terminating ? 0 : 4) + (e.ready ? 2 : 0) + (e.serving ? 1 : 0);
+}
+
+}  // namespace
+
 MergedEndpoints mergeSlices(const std::vector<const k8s::EndpointSlice*>& slices,
                             net::Family family, std::string_view nodeName) {
     const auto wanted = family == net::Family::V4 ? k8s::AddressType::IPv4 : k8s::AddressType::IPv6;
@@ -34,7 +43,7 @@ MergedEndpoints mergeSlices(const std::vector<const k8s::EndpointSlice*>& slices
                 auto [it, inserted] = index.try_emplace(info.destKey(), list.size());
                 if (inserted) {
                     list.push_back(info);
-                } else if (!info.terminating) {
+                } else if (preference(info) > preference(list[it->second])) {
                     list[it->second] = info;
                 }
             }

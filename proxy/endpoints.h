@@ -39,8 +39,10 @@ struct PortKey {
 using MergedEndpoints = std::map<PortKey, std::vector<EndpointInfo>>;
 
 // Merges the slices of one Service for one family. Slices of another address type (and FQDN
-// slices) are ignored. A duplicate IP:port is replaced by a non-terminating copy, never by a
-// terminating one.
+// slices) are ignored. Of the copies of a duplicate IP:port, one is kept: a non-terminating
+// one over a terminating one (as kube-proxy), then a ready one, then a serving one; among equals
+// the first, in the order of `slices`. So the result does not depend on the order in which the
+// slices arrived, and a not-ready copy never hides a ready one.
 MergedEndpoints mergeSlices(const std::vector<const k8s::EndpointSlice*>& slices,
                             net::Family family, std::string_view nodeName);
 

@@ -81,11 +81,14 @@ void takeFound(RefTable<T, Hash>& table, const std::vector<T>& found, Changed&& 
 
 // Replaces an element of a set of API objects (services_, slices_) with a newer version under
 // the same key, in its own node: pointers to it (slicesOf_) stay valid.
+// The copy is made before the node is taken out: if it throws, the set is unchanged (a node
+// freed while out would leave slicesOf_ pointing at it).
 template <class Set>
 typename Set::iterator replaceKept(Set& set, typename Set::iterator it,
                                    const typename Set::value_type& newer) {
+    auto copy = newer;
     auto node = set.extract(it);
-    node.value() = newer;
+    node.value() = std::move(copy);
     return set.insert(std::move(node)).position;
 }
 
@@ -1488,9 +1491,11 @@ Proxier::Step Proxier::syncStep(const SyncTime& now) {
     std::size_t n = 0;
     {
         const Stopwatch w(&step.times.compute);
-        // This step's Services are taken out of dirty_ first, then processed: processing one
-        // can mark others changed (releaseVs wakes the Services waiting for a virtual server),
-        // and an insertion that rehashes dirty_ would invalidate an iterator held across it.
+        // This step's Services are chosen first, then each is taken out of dirty_ and
+        // processed: processing one can mark others changed (releaseVs wakes the Services
+        // waiting for a virtual server), and an insertion that rehashes dirty_ would
+        // invalidate an iterator held across it. One chosen later and marked again meanwhile
+        // is processed once, as it is still in dirty_ when its turn comes.
         std::vector<k8s::ObjectKey> batch;
         for (auto it = dirty_.begin(); it != dirty_.end() && batch.size() < cfg_.servicesPerStep;) {
             if (early && services_.count(*it) == 0) {
@@ -1504,13 +1509,15 @@ Proxier::Step Proxier::syncStep(const SyncTime& now) {
                 it = dirty_.erase(it);
                 continue;
             }
-            auto taken = dirty_.extract(it++);
-            batch.push_back(std::move(taken.value()));
+            batch.push_back(*it);
+            ++it;
         }
         for (const auto& key : batch) {
-            processService(key, node, b);
+            if (dirty_.erase(key) != 0) {
+                processService(key, node, b);
+                ++n;
+            }
         }
-        n = batch.size();
     }
     step.services = n;
     step.left = dirty_.size();

@@ -58,6 +58,19 @@ TEST_CASE("a duplicate endpoint keeps its non-terminating copy", "[endpoints]") 
     }
 }
 
+TEST_CASE("of two non-terminating copies the ready one is kept, in either order", "[endpoints]") {
+    k8s::EndpointSlice notReady =
+        SliceBuilder("ns", "s1", "web").port("", 80).ep("10.244.1.7", nullptr, false, false, false);
+    k8s::EndpointSlice ready = SliceBuilder("ns", "s2", "web").port("", 80).ep("10.244.1.7");
+    for (auto order : {std::vector<const k8s::EndpointSlice*>{&notReady, &ready},
+                       std::vector<const k8s::EndpointSlice*>{&ready, &notReady}}) {
+        const auto m = mergeSlices(order, net::Family::V4, "n");
+        const auto& eps = m.at(PortKey{"", Protocol::TCP});
+        REQUIRE(eps.size() == 1);
+        CHECK(eps[0].ready);
+    }
+}
+
 TEST_CASE("categorize picks ready endpoints, then serving-terminating ones", "[endpoints]") {
     std::vector<EndpointInfo> eps(3);
     eps[0].ip = ip("10.0.0.1");

@@ -736,21 +736,27 @@ TEST_CASE("a slice relabelled to another Service takes its endpoints there", "[p
     CHECK(f.table()[0].find("@1") == std::string::npos);
 }
 
-TEST_CASE("slices merge in the order of their names, not of their arrival", "[proxier]") {
-    // The same endpoint in two slices, not ready in web-a and ready in web-b: the copy merged
-    // last wins (mergeSlices), and that must be web-b's whichever slice arrived first.
-    auto notReady = SliceBuilder("default", "web-a", "web").port("http", 8080);
-    notReady.ep("10.244.1.7", nullptr, false, false, false);
-    auto ready = SliceBuilder("default", "web-b", "web").port("http", 8080).ep("10.244.1.7");
-    for (bool readyFirst : {false, true}) {
-        INFO("the ready copy arrives " << (readyFirst ? "first" : "last"));
-        Fixture f;
-        auto& p = f.start();
-        p.onServiceUpsert(web());
-        p.onSliceUpsert(readyFirst ? ready.build() : notReady.build());
-        p.onSliceUpsert(readyFirst ? notReady.build() : ready.build());
-        REQUIRE(f.sync());
-        CHECK(f.table() == std::vector<std::string>{"10.96.0.10:80/TCP -> 10.244.1.7:8080@1"});
+TEST_CASE("a duplicate endpoint's ready copy is used whatever the slices' names and order",
+          "[proxier]") {
+    // The same endpoint in two slices, not ready in one and ready in the other.
+    for (bool readyNamedFirst : {false, true}) {
+        auto notReady = SliceBuilder("default", readyNamedFirst ? "web-b" : "web-a", "web")
+                            .port("http", 8080)
+                            .ep("10.244.1.7", nullptr, false, false, false);
+        auto ready = SliceBuilder("default", readyNamedFirst ? "web-a" : "web-b", "web")
+                         .port("http", 8080)
+                         .ep("10.244.1.7");
+        for (bool readyFirst : {false, true}) {
+            INFO("the ready copy arrives " << (readyFirst ? "first" : "last") << " and is named "
+                                           << (readyNamedFirst ? "first" : "last"));
+            Fixture f;
+            auto& p = f.start();
+            p.onServiceUpsert(web());
+            p.onSliceUpsert(readyFirst ? ready.build() : notReady.build());
+            p.onSliceUpsert(readyFirst ? notReady.build() : ready.build());
+            REQUIRE(f.sync());
+            CHECK(f.table() == std::vector<std::string>{"10.96.0.10:80/TCP -> 10.244.1.7:8080@1"});
+        }
     }
 }
 
