@@ -120,6 +120,9 @@ struct RequestState {
 class ConnBase : public std::enable_shared_from_this<ConnBase> {
   public:
     virtual ~ConnBase() = default;
+    // Shared::tlsGeneration when it was made: a connection from before a client certificate
+    // change is not reused.
+    std::uint64_t tlsGeneration = 0;
     virtual void run(std::shared_ptr<RequestState> st, bool reused) = 0;
     virtual void abort() = 0;
 };
@@ -146,6 +149,7 @@ struct Shared {
     bool preferChaCha = false;
     // The client certificate and key files as last loaded (inode, size, mtime); "" before.
     std::string certStamp;
+    std::uint64_t tlsGeneration = 0;  // bumped when they are loaded again
 };
 
 Result<void> loadTls(ssl::context& ctx, const ClientConfig& cfg, bool preferChaCha);
@@ -160,34 +164,44 @@ std::string fileStamp(const std::string& path) {
 }
 
 // Client certificate files are read again when they change (stat follows a kubelet-style
-// "-current.pem" symlink to the file it names): new connections use the new pair, the ones
-// already open keep theirs (the SSL objects hold their own reference to the old context). A
-// pair that does not load, caught mid-write or with a key that does not match yet, leaves the
-// old one in use; the next connection tries again.
-void refreshClientCert(Shared& sh) {
+// "-current.pem" symlink to the file it names), before each request: the API server checks
+// the certificate's validity on every request, so the idle connections made with the old pair
+// are closed and not reused (client-go closes its connections too). Requests running keep
+// theirs; a watch was authenticated when it began. The old context may be destroyed while they
+// run: each SSL object holds its own reference to the OpenSSL context, and none of its asio
+// callbacks (verify, password) is set. A pair that does not load, caught mid-write or with a
+// key that does not match yet, leaves the old one in use; the next request tries again.
+// Returns whether the pair changed.
+bool refreshClientCert(Shared& sh) {
     const auto& cfg = sh.config;
     if (!sh.tls || cfg.clientCertFile.empty() || cfg.clientKeyFile.empty()) {
-        return;
+        return false;
     }
     const auto stamp = fileStamp(cfg.clientCertFile) + "|" + fileStamp(cfg.clientKeyFile);
     if (stamp == sh.certStamp) {
-        return;
+        return false;
     }
     auto cert = readFile(cfg.clientCertFile);
     auto key = readFile(cfg.clientKeyFile);
     if (!cert || !key) {
-        return;
+        return false;
     }
     ClientConfig next = cfg;
     next.clientCertPem = std::move(*cert);
     next.clientKeyPem = std::move(*key);
     ssl::context fresh(ssl::context::tls_client);
     if (!loadTls(fresh, next, sh.preferChaCha)) {
-        return;
+        return false;
     }
+    const bool changed =
+        next.clientCertPem != cfg.clientCertPem || next.clientKeyPem != cfg.clientKeyPem;
     *sh.tls = std::move(fresh);
     sh.config = std::move(next);
     sh.certStamp = stamp;
+    if (changed) {
+        ++sh.tlsGeneration;
+    }
+    return changed;
 }
 
 class TransportImpl : public Transport, public std::enable_shared_from_this<TransportImpl> {
@@ -207,7 +221,8 @@ class TransportImpl : public Transport, public std::enable_shared_from_this<Tran
     void start(const std::shared_ptr<RequestState>& st, bool fresh = false);
 
     void release(std::shared_ptr<ConnBase> c) {
-        if (idle_.size() < shared_->options.maxIdleConnections) {
+        if (idle_.size() < shared_->options.maxIdleConnections &&
+            c->tlsGeneration == shared_->tlsGeneration) {
             idle_.push_back(std::move(c));
         }
     }
@@ -540,15 +555,18 @@ class Conn : public ConnBase {
 void TransportImpl::start(const std::shared_ptr<RequestState>& st, bool fresh) {
     std::shared_ptr<ConnBase> conn;
     bool reused = false;
+    if (refreshClientCert(*shared_)) {
+        idle_.clear();  // made with the old client certificate
+    }
     if (!fresh && !idle_.empty()) {
         conn = std::move(idle_.back());
         idle_.pop_back();
         reused = true;
     } else if (shared_->tls) {
-        refreshClientCert(*shared_);
         using TlsStream = beast::ssl_stream<beast::tcp_stream>;
         conn = std::make_shared<Conn<TlsStream>>(
             shared_, weak_from_this(), TlsStream(beast::tcp_stream(shared_->ioc), *shared_->tls));
+        conn->tlsGeneration = shared_->tlsGeneration;
     } else {
         conn = std::make_shared<Conn<beast::tcp_stream>>(shared_, weak_from_this(),
                                                          beast::tcp_stream(shared_->ioc));

@@ -32,7 +32,7 @@ struct TransportOptions {
     // watch is quiet for minutes and must not be cut short (its timeoutSeconds rules), but an
     // API server that vanished without a reset (host down, a NAT or load balancer that
     // dropped the flow) is noticed within about a minute instead of when the watch's idle
-    // deadline (5 to 11 minutes) passes. client-go's dialer sets keepalive too (30 s).
+    // deadline (6 to 11 minutes) passes. client-go's dialer sets keepalive too (30 s).
     Duration keepaliveIdle = std::chrono::seconds(30);
     Duration keepaliveInterval = std::chrono::seconds(10);
     int keepaliveProbes = 3;

@@ -29,6 +29,7 @@
 #include "k8s-client/client.h"
 #include "k8s-client/client_thread.h"
 #include "k8s-client/decode.h"
+#include "k8s-client/http_transport.h"
 #include "tests/k8s/fake_server.h"
 #include "tests/k8s/test_util.h"
 
@@ -640,7 +641,60 @@ TEST_CASE("7c mTLS: rotated client certificate files are used without a restart"
     // The pair is rotated in place: the next connection reads it again and is accepted.
     copy("client.key", "rotating.key");
     copy("client.crt", "rotating.crt");
-    CHECK(t.runUntil([&] { return t.services->hasSynced(); }));
+    REQUIRE(t.runUntil([&] { return t.services->hasSynced(); }));
+    REQUIRE(t.waitWatches(1));
+
+    // Rotated again, to a pair the server refuses: the next watch's connection presents it.
+    const int errors = t.observer.requestErrors;
+    copy("other-ca.key", "rotating.key");
+    copy("other-ca.crt", "rotating.crt");
+    t.server->post("close-watches", R"({"mode":"close"})");
+    CHECK(t.runUntil([&] { return t.observer.requestErrors > errors; }));
+}
+
+TEST_CASE("7d mTLS: an idle connection made with a replaced certificate is not reused",
+          "[it][tls]") {
+    // The API server checks the client certificate on every request, so a pooled connection
+    // made with a pair since replaced (an expired one) must not carry the next request.
+    It t({"--client-cert-auth"});
+    t.server->post("config", R"({"tokens":["unused"],"client_cert_auth":true})");
+    const auto copy = [](const std::string& from, const std::string& to) {
+        std::filesystem::copy_file(tlsDir() + "/" + from, tlsDir() + "/" + to,
+                                   std::filesystem::copy_options::overwrite_existing);
+    };
+    copy("client.crt", "pooled.crt");
+    copy("client.key", "pooled.key");
+    auto cfg = t.kubeconfig("kubeconfig-cert.yaml");
+    REQUIRE(cfg.has_value());
+    cfg->clientCertFile = tlsDir() + "/pooled.crt";
+    cfg->clientKeyFile = tlsDir() + "/pooled.key";
+    auto transport = makeHttpTransport(t.ioc, *cfg);
+    REQUIRE(transport.has_value());
+    struct Sink final : ResponseSink {
+        int status = 0;
+        bool done = false;
+        std::string error;
+        void onHead(const HttpResponseHead& h) override { status = h.status; }
+        void onData(std::string_view /*bytes*/) override {}
+        void onDone(const TransportError* e) override {
+            done = true;
+            error = e != nullptr ? e->message : "";
+        }
+    };
+    const auto get = [&] {
+        auto sink = std::make_shared<Sink>();
+        auto handle = (*transport)->get({"/api/v1/namespaces/default/services", {}}, sink);
+        REQUIRE(t.runUntil([&] { return sink->done; }));
+        return sink;
+    };
+    const auto first = get();
+    CHECK(first->status == 200);
+    CHECK(first->error.empty());
+    copy("other-ca.crt", "pooled.crt");  // a pair the server refuses
+    copy("other-ca.key", "pooled.key");
+    const auto second = get();
+    CHECK(second->status != 200);
+    CHECK_FALSE(second->error.empty());
 }
 
 TEST_CASE("8 throttling: 429 JSON and text with Retry-After, 429 on watch without", "[it]") {
