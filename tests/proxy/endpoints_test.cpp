@@ -44,30 +44,23 @@ TEST_CASE("slices merge per port name and protocol, by family", "[endpoints]") {
     CHECK(ips(m6.at(PortKey{"http", Protocol::TCP})) == std::vector<std::string>{"[fd00::7]:8080"});
 }
 
-TEST_CASE("a duplicate endpoint keeps its non-terminating copy", "[endpoints]") {
-    k8s::EndpointSlice old =
-        SliceBuilder("ns", "s1", "web").port("", 80).ep("10.244.1.7", nullptr, false, true, true);
-    k8s::EndpointSlice fresh = SliceBuilder("ns", "s2", "web").port("", 80).ep("10.244.1.7");
-    for (auto order : {std::vector<const k8s::EndpointSlice*>{&old, &fresh},
-                       std::vector<const k8s::EndpointSlice*>{&fresh, &old}}) {
-        const auto m = mergeSlices(order, net::Family::V4, "n");
-        const auto& eps = m.at(PortKey{"", Protocol::TCP});
-        REQUIRE(eps.size() == 1);
-        CHECK(eps[0].ready);
-        CHECK_FALSE(eps[0].terminating);
-    }
-}
-
-TEST_CASE("of two non-terminating copies the ready one is kept, in either order", "[endpoints]") {
-    k8s::EndpointSlice notReady =
-        SliceBuilder("ns", "s1", "web").port("", 80).ep("10.244.1.7", nullptr, false, false, false);
-    k8s::EndpointSlice ready = SliceBuilder("ns", "s2", "web").port("", 80).ep("10.244.1.7");
-    for (auto order : {std::vector<const k8s::EndpointSlice*>{&notReady, &ready},
-                       std::vector<const k8s::EndpointSlice*>{&ready, &notReady}}) {
-        const auto m = mergeSlices(order, net::Family::V4, "n");
-        const auto& eps = m.at(PortKey{"", Protocol::TCP});
-        REQUIRE(eps.size() == 1);
-        CHECK(eps[0].ready);
+TEST_CASE("a duplicate endpoint keeps its most useful copy, in either order", "[endpoints]") {
+    // The ready copy is kept against a terminating one (serving) and a not-ready one.
+    const k8s::EndpointSlice ready = SliceBuilder("ns", "s2", "web").port("", 80).ep("10.244.1.7");
+    for (bool terminating : {true, false}) {
+        INFO("the other copy is " << (terminating ? "terminating" : "not ready"));
+        const k8s::EndpointSlice other =
+            SliceBuilder("ns", "s1", "web")
+                .port("", 80)
+                .ep("10.244.1.7", nullptr, false, terminating, terminating);
+        for (auto order : {std::vector<const k8s::EndpointSlice*>{&other, &ready},
+                           std::vector<const k8s::EndpointSlice*>{&ready, &other}}) {
+            const auto m = mergeSlices(order, net::Family::V4, "n");
+            const auto& eps = m.at(PortKey{"", Protocol::TCP});
+            REQUIRE(eps.size() == 1);
+            CHECK(eps[0].ready);
+            CHECK_FALSE(eps[0].terminating);
+        }
     }
 }
 
