@@ -612,42 +612,58 @@ TEST_CASE("7b TLS: wrong CA and wrong server name are refused; mTLS works", "[it
     }
 }
 
+namespace {
+
+// Installs the fake server's pair `from` ("client", "other-ca") as NAME.crt and NAME.key,
+// replacing the files in place as a certificate rotation does.
+void installPair(const std::string& from, const std::string& name) {
+    for (const char* ext : {".crt", ".key"}) {
+        std::filesystem::copy_file(tlsDir() + "/" + from + ext, tlsDir() + "/" + name + ext,
+                                   std::filesystem::copy_options::overwrite_existing);
+    }
+}
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path);
+    return {std::istreambuf_iterator<char>(in), {}};
+}
+
+// The client-certificate kubeconfig, with its pair read from NAME.crt and NAME.key.
+ClientConfig certConfig(It& t, const std::string& name) {
+    auto cfg = t.kubeconfig("kubeconfig-cert.yaml");
+    REQUIRE(cfg.has_value());
+    cfg->clientCertFile = tlsDir() + "/" + name + ".crt";
+    cfg->clientKeyFile = tlsDir() + "/" + name + ".key";
+    cfg->clientCertPem = slurp(cfg->clientCertFile);
+    cfg->clientKeyPem = slurp(cfg->clientKeyFile);
+    return *cfg;
+}
+
+}  // namespace
+
 TEST_CASE("7c mTLS: rotated client certificate files are used without a restart", "[it][tls]") {
     It t({"--client-cert-auth"});
     t.server->post("config", R"({"tokens":["unused"],"client_cert_auth":true})");
-    const auto copy = [](const std::string& from, const std::string& to) {
-        std::filesystem::copy_file(tlsDir() + "/" + from, tlsDir() + "/" + to,
-                                   std::filesystem::copy_options::overwrite_existing);
-    };
-    // The kubeconfig names files that first hold a pair the server does not trust (another
-    // CA's), as an expired certificate would be refused.
-    copy("other-ca.crt", "rotating.crt");
-    copy("other-ca.key", "rotating.key");
-    auto cfg = t.kubeconfig("kubeconfig-cert.yaml");
-    REQUIRE(cfg.has_value());
-    // The loader remembers where the pair came from; here it is pointed at the rotating one.
-    CHECK(cfg->clientCertFile == tlsDir() + "/client.crt");
-    CHECK(cfg->clientKeyFile == tlsDir() + "/client.key");
-    cfg->clientCertFile = tlsDir() + "/rotating.crt";
-    cfg->clientKeyFile = tlsDir() + "/rotating.key";
-    std::ifstream crt(cfg->clientCertFile);
-    std::ifstream key(cfg->clientKeyFile);
-    cfg->clientCertPem.assign(std::istreambuf_iterator<char>(crt), {});
-    cfg->clientKeyPem.assign(std::istreambuf_iterator<char>(key), {});
-    t.connect(*cfg);
+    // The loader remembers where the pair came from.
+    const auto loaded = t.kubeconfig("kubeconfig-cert.yaml");
+    REQUIRE(loaded.has_value());
+    CHECK(loaded->clientCertFile == tlsDir() + "/client.crt");
+    CHECK(loaded->clientKeyFile == tlsDir() + "/client.key");
+    // Files that first hold a pair the server does not trust (another CA's), as an expired
+    // certificate would be refused.
+    installPair("other-ca", "rotating");
+    t.connect(certConfig(t, "rotating"));
     t.startServices();
     REQUIRE(t.runUntil([&] { return t.observer.requestErrors >= 1; }));
     CHECK_FALSE(t.services->hasSynced());
     // The pair is rotated in place: the next connection reads it again and is accepted.
-    copy("client.key", "rotating.key");
-    copy("client.crt", "rotating.crt");
+    installPair("client", "rotating");
     REQUIRE(t.runUntil([&] { return t.services->hasSynced(); }));
     REQUIRE(t.waitWatches(1));
 
     // Rotated again, to a pair the server refuses: the next watch's connection presents it.
     const int errors = t.observer.requestErrors;
-    copy("other-ca.key", "rotating.key");
-    copy("other-ca.crt", "rotating.crt");
+    installPair("other-ca", "rotating");
     t.server->post("close-watches", R"({"mode":"close"})");
     CHECK(t.runUntil([&] { return t.observer.requestErrors > errors; }));
 }
@@ -658,17 +674,8 @@ TEST_CASE("7d mTLS: an idle connection made with a replaced certificate is not r
     // made with a pair since replaced (an expired one) must not carry the next request.
     It t({"--client-cert-auth"});
     t.server->post("config", R"({"tokens":["unused"],"client_cert_auth":true})");
-    const auto copy = [](const std::string& from, const std::string& to) {
-        std::filesystem::copy_file(tlsDir() + "/" + from, tlsDir() + "/" + to,
-                                   std::filesystem::copy_options::overwrite_existing);
-    };
-    copy("client.crt", "pooled.crt");
-    copy("client.key", "pooled.key");
-    auto cfg = t.kubeconfig("kubeconfig-cert.yaml");
-    REQUIRE(cfg.has_value());
-    cfg->clientCertFile = tlsDir() + "/pooled.crt";
-    cfg->clientKeyFile = tlsDir() + "/pooled.key";
-    auto transport = makeHttpTransport(t.ioc, *cfg);
+    installPair("client", "pooled");
+    auto transport = makeHttpTransport(t.ioc, certConfig(t, "pooled"));
     REQUIRE(transport.has_value());
     struct Sink final : ResponseSink {
         int status = 0;
@@ -690,8 +697,7 @@ TEST_CASE("7d mTLS: an idle connection made with a replaced certificate is not r
     const auto first = get();
     CHECK(first->status == 200);
     CHECK(first->error.empty());
-    copy("other-ca.crt", "pooled.crt");  // a pair the server refuses
-    copy("other-ca.key", "pooled.key");
+    installPair("other-ca", "pooled");  // a pair the server refuses
     const auto second = get();
     CHECK(second->status != 200);
     CHECK_FALSE(second->error.empty());
