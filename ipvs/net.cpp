@@ -73,6 +73,13 @@ std::optional<IpAddress> IpAddress::parse(std::string_view text) {
 
 namespace {
 
+// "010" -> "10", "000" -> "0": the number read as decimal, as Go's sloppy parsers read it.
+std::string_view decimalDigits(std::string_view digits) {
+    const auto nonZero = digits.find_first_not_of('0');
+    return nonZero == std::string_view::npos ? digits.substr(digits.size() - 1)
+                                             : digits.substr(nonZero);
+}
+
 // "010.001.002.003" -> "10.1.2.3"; nullopt when a part is not 1 to 3 digits once its leading
 // zeros are gone (parse then rejects what is out of range or malformed otherwise).
 std::optional<std::string> withoutLeadingZeros(std::string_view text) {
@@ -85,9 +92,7 @@ std::optional<std::string> withoutLeadingZeros(std::string_view text) {
         if (part.empty() || part.find_first_not_of("0123456789") != std::string_view::npos) {
             return std::nullopt;
         }
-        const auto nonZero = part.find_first_not_of('0');
-        part =
-            nonZero == std::string_view::npos ? part.substr(part.size() - 1) : part.substr(nonZero);
+        part = decimalDigits(part);
         if (part.size() > 3) {
             return std::nullopt;
         }
@@ -230,13 +235,11 @@ std::optional<Cidr> Cidr::parseLegacy(std::string_view text, bool allowHostBits)
         return std::nullopt;
     }
     const auto ip = IpAddress::parseLegacy(text.substr(0, slash));
-    auto len = text.substr(slash + 1);
+    const auto len = text.substr(slash + 1);
     if (!ip || len.empty() || len.size() > 8) {
         return std::nullopt;
     }
-    const auto nonZero = len.find_first_not_of('0');
-    len = nonZero == std::string_view::npos ? len.substr(len.size() - 1) : len.substr(nonZero);
-    return parse(ip->toString() + "/" + std::string(len), allowHostBits);
+    return parse(ip->toString() + "/" + std::string(decimalDigits(len)), allowHostBits);
 }
 
 Cidr Cidr::host(const IpAddress& a) {
