@@ -186,6 +186,10 @@ bool refreshClientCert(Shared& sh) {
     if (!cert || !key) {
         return false;
     }
+    if (*cert == cfg.clientCertPem && *key == cfg.clientKeyPem) {
+        sh.certStamp = stamp;  // touched, or the first look: the context in use is right
+        return false;
+    }
     ClientConfig next = cfg;
     next.clientCertPem = std::move(*cert);
     next.clientKeyPem = std::move(*key);
@@ -193,15 +197,11 @@ bool refreshClientCert(Shared& sh) {
     if (!loadTls(fresh, next, sh.preferChaCha)) {
         return false;
     }
-    const bool changed =
-        next.clientCertPem != cfg.clientCertPem || next.clientKeyPem != cfg.clientKeyPem;
     *sh.tls = std::move(fresh);
     sh.config = std::move(next);
     sh.certStamp = stamp;
-    if (changed) {
-        ++sh.tlsGeneration;
-    }
-    return changed;
+    ++sh.tlsGeneration;
+    return true;
 }
 
 class TransportImpl : public Transport, public std::enable_shared_from_this<TransportImpl> {
