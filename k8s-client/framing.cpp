@@ -1,6 +1,7 @@
 #include "k8s-client/framing.h"
 
 #include <cstring>
+#include <string_view>
 
 namespace kipvs::k8s {
 
@@ -57,6 +58,20 @@ bool LineFramer::next(std::string& line) {
         return true;
     }
     return false;
+}
+
+bool LineFramer::takeRest(std::string& line) {
+    if (failed_) {
+        return false;
+    }
+    const std::string_view rest = std::string_view(buf_).substr(pos_);
+    pos_ = buf_.size();
+    scan_ = 0;
+    if (rest.find_first_not_of(" \t\r") == std::string_view::npos) {
+        return false;
+    }
+    line.assign(rest);
+    return true;
 }
 
 void LineFramer::reset() {

@@ -1,8 +1,10 @@
-// Splits a watch response body into events.
+// Splits a watch response body into lines of events.
 //
 // The API server writes one JSON document per line, but HTTP chunk boundaries fall anywhere:
 // several events can share a chunk and one event can span many. The framer owns the buffer, so
-// the transport can hand it whatever bytes arrived.
+// the transport can hand it whatever bytes arrived. client-go reads the body as a sequence of
+// JSON values, so the reflector also accepts several events on one line and a last event with
+// no '\n' before the stream's end (takeRest()); an event spread over several lines is not.
 #pragma once
 
 #include <cstddef>
@@ -26,6 +28,10 @@ class LineFramer {
     // Takes the next complete line (without its '\n'; a trailing '\r' is kept, JSON ignores it)
     // into `line`. Empty lines are skipped. Returns false when no complete line is buffered.
     bool next(std::string& line);
+
+    // Takes the unterminated tail (at the end of the stream: it may hold a last event with no
+    // '\n'). Returns false, leaving `line` alone, when it is empty or blank.
+    bool takeRest(std::string& line);
 
     // Bytes of an unterminated line; non-zero at end of stream means a partial event.
     std::size_t pending() const { return buf_.size() - pos_; }

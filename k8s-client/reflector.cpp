@@ -318,15 +318,14 @@ class ReflectorCore {
             startWatch("list complete");
             return;
         }
-        const bool inInitial = initial_;
-        // A clean end inside an event is a server bug: relist. A reset or timeout naturally
-        // cuts an event short; it was not applied, and the re-watch from the last RV
-        // delivers it again.
-        if (framer_.pending() > 0 && error == nullptr) {
-            streamError("watch stream ended inside an event (" + std::to_string(framer_.pending()) +
-                        " bytes of a partial line)");
+        // A last event may end without its '\n' (client-go frames values, not lines). A clean
+        // end inside an event is a server bug: relist. A reset or timeout naturally cuts an
+        // event short; it was not applied, and the re-watch from the last RV delivers it again.
+        std::string rest;
+        if (error == nullptr && framer_.takeRest(rest) && !handleLine(rest, true)) {
             return;
         }
+        const bool inInitial = initial_;
         const std::string how = error != nullptr ? "watch stream reset: " + error->message
                                                  : std::string("watch stream closed");
         if (inInitial) {
@@ -431,8 +430,22 @@ class ReflectorCore {
         startList("watch-list failed: " + why);
     }
 
-    // One watch line. Returns false when the watch has ended.
-    bool handleLine(const std::string& line) {
+    // A line holds one event from the API server, but client-go reads the stream as a
+    // sequence of JSON values, so "{...}{...}" on one line is two events. Returns false once
+    // the watch has ended (`this` may then already run another request). `atEnd`: the line is
+    // the stream's unterminated tail, where an incomplete value is a cut-off event.
+    bool handleLine(std::string_view line, bool atEnd = false) {
+        std::size_t pos = 0;
+        while ((pos = line.find_first_not_of(" \t\r", pos)) != std::string_view::npos) {
+            if (!handleEvent(line, pos, atEnd)) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    // Decodes and applies the JSON value at line[pos...], moving pos past it.
+    bool handleEvent(std::string_view line, std::size_t& pos, bool atEnd) {
         json::error_code ec;
         // The event's JSON tree lives only for this call: it is built in the reused
         // eventArena_ (an event bigger than it continues on the heap, freed on return), not
@@ -449,11 +462,25 @@ class ReflectorCore {
         if (!use.was) {
             arena.emplace(eventArena_.get(), kEventArenaBytes);
         }
-        json::value v = json::parse(json::string_view(line.data(), line.size()), ec,
-                                    arena ? json::storage_ptr(&*arena) : json::storage_ptr());
-        if (ec || !v.is_object()) {
-            streamError("unable to decode an event from the watch stream: " +
-                        (ec ? ec.message() : std::string("not a JSON object")));
+        unsigned char parserStack[4096];
+        json::parser parser(json::storage_ptr(), {}, parserStack, sizeof parserStack);
+        parser.reset(arena ? json::storage_ptr(&*arena) : json::storage_ptr());
+        // write_some stops at the end of the first complete value; a value cut short is an
+        // error::incomplete.
+        const std::size_t used = parser.write_some(line.data() + pos, line.size() - pos, ec);
+        pos += used;
+        if (ec == json::error::incomplete && atEnd) {
+            streamError("watch stream ended inside an event (" + std::to_string(line.size()) +
+                        " bytes of a partial line)");
+            return false;
+        }
+        if (ec) {
+            streamError("unable to decode an event from the watch stream: " + ec.message());
+            return false;
+        }
+        json::value v = parser.release();
+        if (!v.is_object()) {
+            streamError("unable to decode an event from the watch stream: not a JSON object");
             return false;
         }
         auto& ev = v.get_object();

@@ -56,12 +56,20 @@ TEST_CASE("LineFramer splits lines regardless of chunk boundaries", "[framing]")
     }
 }
 
-TEST_CASE("LineFramer keeps a partial line pending and skips blank lines", "[framing]") {
+TEST_CASE("LineFramer keeps a partial line pending, hands it over and skips blank lines",
+          "[framing]") {
     LineFramer f;
     REQUIRE(f.feed("\n\r\n{\"a\":1}\n{\"type\":\"MODIFIED\",\"object\":{\"kind\":"));
     auto lines = drain(f);
     REQUIRE(lines == std::vector<std::string>{"{\"a\":1}"});
     CHECK(f.pending() == std::string("{\"type\":\"MODIFIED\",\"object\":{\"kind\":").size());
+    std::string rest;
+    REQUIRE(f.takeRest(rest));
+    CHECK(rest == "{\"type\":\"MODIFIED\",\"object\":{\"kind\":");
+    CHECK(f.pending() == 0);
+    CHECK_FALSE(f.takeRest(rest));
+    REQUIRE(f.feed(" \r\t"));
+    CHECK_FALSE(f.takeRest(rest));  // blank
     f.reset();
     CHECK(f.pending() == 0);
     CHECK(drain(f).empty());

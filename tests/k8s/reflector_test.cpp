@@ -245,6 +245,66 @@ TEST_CASE("stream corruption: garbled line, unknown type and partial line relist
     CHECK(r.handler.take().empty());  // unchanged: no callback
 }
 
+// client-go frames a watch body as a sequence of JSON values, not lines.
+TEST_CASE("several events on one line and a last event without its newline are applied",
+          "[reflector]") {
+    const auto unterminated = [](std::string ev) {
+        ev.pop_back();
+        return ev;
+    };
+    Rig r;
+    r.start();
+    auto& w = r.list("100", {});
+    r.handler.take();
+    w.head(200);
+    r.clock->advance(5s);
+    w.data(unterminated(svcEvent("ADDED", "a", "101")) +
+           unterminated(svcEvent("ADDED", "b", "102")) + " " + svcEvent("ADDED", "c", "103"));
+    CHECK(r.handler.take() == Strings{"add default/a", "add default/b", "add default/c"});
+    w.data(unterminated(svcEvent("ADDED", "d", "104")));
+    CHECK(r.handler.take().empty());  // not known to be complete before the stream ends
+    w.end();
+    CHECK(r.handler.take() == Strings{"add default/d"});
+    CHECK(r.observer.backoffs.empty());
+    auto& w2 = r.req();
+    CHECK(w2.param("watch") == "true");
+    CHECK(w2.param("resourceVersion") == "104");
+    CHECK(r.observer.lists.size() == 1);
+}
+
+TEST_CASE("a watch-list whose bookmark ends the stream without a newline is complete",
+          "[reflector][watchlist]") {
+    Rig r(true);
+    r.start();
+    auto& w = r.req();
+    w.head(200);
+    std::string end = bookmark("8", "Service", true);
+    end.pop_back();
+    w.data(svcEvent("ADDED", "a", "5") + end);
+    CHECK(r.handler.take() == Strings{"add default/a"});
+    r.clock->advance(10s);
+    w.end();
+    CHECK(r.handler.take() == Strings{"synced"});
+    CHECK(r.observer.fallbacks == 0);
+    CHECK(r.req().param("resourceVersion") == "8");
+}
+
+TEST_CASE("an event followed by garbage on its line is applied, then the stream relists",
+          "[reflector]") {
+    Rig r;
+    r.start();
+    auto& w = r.list("100", {});
+    r.handler.take();
+    w.head(200);
+    std::string ev = svcEvent("ADDED", "a", "101");
+    ev.pop_back();
+    w.data(ev + "{\"type\":\n");
+    CHECK(r.handler.take() == Strings{"add default/a"});
+    REQUIRE(r.observer.backoffs.size() == 1);
+    REQUIRE(r.observer.requestErrors == 1);
+    CHECK_THAT(r.observer.messages.back(), Catch::Contains("unable to decode an event"));
+}
+
 TEST_CASE("an event of the wrong kind is skipped and the watch goes on", "[reflector]") {
     Rig r;
     r.start();
