@@ -82,7 +82,7 @@ class ReflectorCore {
           backoff_(options.backoff, random_),
           timer_(clock.makeTimer()),
           stream_(*this),
-          parser_([this](json::value&& item) { replaceItem(item); }) {}
+          parser_([this](json::value&& item) { deliverReplaceItem(item); }) {}
 
     virtual ~ReflectorCore() = default;
     ReflectorCore(const ReflectorCore&) = delete;
@@ -109,7 +109,8 @@ class ReflectorCore {
     // A replace (a list, or watch-list's initial events) delivers each object as it arrives
     // and deletes, at commit, the delivered objects it did not list.
     virtual void beginReplace() = 0;
-    virtual void replaceItem(const json::value& obj) = 0;
+    // True when the consumer got an add or an update.
+    virtual bool replaceItem(const json::value& obj) = 0;
     virtual void removeFromReplace(const json::value& obj) = 0;
     virtual void commitReplace() = 0;
     virtual void abortReplace() = 0;
@@ -160,8 +161,31 @@ class ReflectorCore {
         return static_cast<int>(min * (1.0 + random_()));
     }
 
+    // The replace's objects go out as they arrive. Should it end before its commit, the next
+    // one must not answer with older versions of them: in an HA cluster, a list at the old RV
+    // ("not older than") may reach an API server whose cache lags the one that sent them. So
+    // once a change went out, the next list is a consistent read (RV "").
+    void deliverReplaceItem(const json::value& obj) {
+        if (replaceItem(obj)) {
+            replaceDelivered_ = true;
+        }
+    }
+
+    void abandonReplace() {
+        abortReplace();
+        if (replaceDelivered_) {
+            consistentRelist_ = true;
+            replaceDelivered_ = false;
+        }
+    }
+
+    void finishReplace() {
+        commitReplace();
+        replaceDelivered_ = false;
+    }
+
     std::string relistResourceVersion() const {
-        if (rvUnavailable_) {
+        if (consistentRelist_) {
             return "";
         }
         return lastRV_.empty() ? "0" : lastRV_;
@@ -179,7 +203,7 @@ class ReflectorCore {
         mode_ = Mode::WatchList;
         initial_ = true;
         beginReplace();
-        const std::string rv = rvUnavailable_ ? std::string() : lastRV_;
+        const std::string rv = consistentRelist_ ? std::string() : lastRV_;
         observer_->onList(spec_.kind, rv, reason);
         const int timeout = randomTimeoutSeconds();
         std::vector<std::pair<std::string, std::string>> q = {
@@ -245,7 +269,7 @@ class ReflectorCore {
     void failCycle(const std::string& reason) {
         call_.reset();
         if (mode_ == Mode::List || initial_) {
-            abortReplace();
+            abandonReplace();
         }
         initial_ = false;
         mode_ = Mode::Idle;
@@ -311,9 +335,9 @@ class ReflectorCore {
                 return;
             }
             const std::string rv = parser_.resourceVersion();
-            commitReplace();
+            finishReplace();
             lastRV_ = rv;
-            rvUnavailable_ = false;
+            consistentRelist_ = false;
             markSynced();
             startWatch("list complete");
             return;
@@ -330,7 +354,7 @@ class ReflectorCore {
                                                  : std::string("watch stream closed");
         if (inInitial) {
             call_.reset();
-            abortReplace();
+            abandonReplace();
             initial_ = false;
             observer_->onWatchListFallback(spec_.kind,
                                            how + " before the initial-events-end bookmark");
@@ -355,12 +379,13 @@ class ReflectorCore {
         if (mode_ == Mode::List) {
             observer_->onRequestError(spec_.kind, "list", e.status, e.describe());
             if (!continue_.empty() && e.isExpired() && !fullListRetried_) {
-                // The continue token outlived compaction: one full list without paging at
-                // the original RV, as client-go's pager does.
+                // The continue token outlived compaction: one full list without paging, as
+                // client-go's pager does; at RV "" if earlier pages delivered objects.
                 fullListRetried_ = true;
                 usePaging_ = false;
                 continue_.clear();
-                abortReplace();
+                abandonReplace();
+                listRV_ = relistResourceVersion();
                 beginReplace();
                 requestPage();
                 return;
@@ -369,8 +394,8 @@ class ReflectorCore {
                 // The RV asked for is gone (compacted) or not reached yet by this server's
                 // cache: list again at once at RV "" (a consistent read), as client-go does,
                 // instead of after a backoff step. A list at "" cannot fail this way.
-                rvUnavailable_ = true;
-                abortReplace();
+                consistentRelist_ = true;
+                abandonReplace();
                 startList("list: " + e.describe());
                 return;
             }
@@ -379,10 +404,10 @@ class ReflectorCore {
         }
         if (initial_) {
             observer_->onRequestError(spec_.kind, "watch-list", e.status, e.describe());
-            abortReplace();
+            abandonReplace();
             initial_ = false;
             if (e.isExpired() || e.isTooLargeResourceVersion()) {
-                rvUnavailable_ = true;
+                consistentRelist_ = true;
             }
             if (e.status == 422) {
                 watchListUnsupported_ = true;  // the server lacks the feature: stop asking
@@ -421,10 +446,10 @@ class ReflectorCore {
     // backs off. After a 410 or a too-large RV the list asks for RV "" (consistent read).
     void fallBackFromWatchList(const std::string& why, bool rvGone) {
         call_.reset();
-        abortReplace();
+        abandonReplace();
         initial_ = false;
         if (rvGone) {
-            rvUnavailable_ = true;
+            consistentRelist_ = true;
         }
         observer_->onWatchListFallback(spec_.kind, why);
         startList("watch-list failed: " + why);
@@ -529,11 +554,11 @@ class ReflectorCore {
                 if (ann != nullptr && stringAt(*ann, kInitialEventsEnd) == "true") {
                     initial_ = false;
                     mode_ = Mode::Watch;
-                    commitReplace();
+                    finishReplace();
                     if (!rv.empty()) {
                         lastRV_ = rv;
                     }
-                    rvUnavailable_ = false;
+                    consistentRelist_ = false;
                     markSynced();
                 } else {
                     // A server that honours sendInitialEvents sends the annotated bookmark
@@ -541,7 +566,7 @@ class ReflectorCore {
                     // before 1.27): its ADDED events were a plain watch's, and the annotated
                     // bookmark will never come. Fall back rather than wait for the timeout.
                     call_.reset();
-                    abortReplace();
+                    abandonReplace();
                     initial_ = false;
                     watchListUnsupported_ = true;
                     observer_->onWatchListFallback(spec_.kind,
@@ -560,7 +585,7 @@ class ReflectorCore {
             if (type == "DELETED") {
                 removeFromReplace(*objv);
             } else {
-                replaceItem(*objv);
+                deliverReplaceItem(*objv);
             }
             return true;
         }
@@ -596,7 +621,10 @@ class ReflectorCore {
     bool started_ = false;
     bool synced_ = false;
     std::string lastRV_;
-    bool rvUnavailable_ = false;
+    // The next list or watch-list asks for RV "" (a consistent read): the last RV is gone, or
+    // an abandoned replace delivered objects newer than it.
+    bool consistentRelist_ = false;
+    bool replaceDelivered_ = false;
     bool paginatedResult_ = false;
     bool watchListUnsupported_ = false;
     // List state.
@@ -702,16 +730,17 @@ class Reflector final : public ReflectorCore, public Informer<T> {
     // deletions of the set-based replace wait for its end. Holding a 44,000-object list until
     // then, as client-go does, would keep two copies of it (the held one and, once swapped
     // in, the consumer's) and keep the consumer from programming anything while it arrives.
-    void replaceItem(const json::value& v) override {
+    bool replaceItem(const json::value& v) override {
         DecodeReport r;
         auto o = decode(v, r);
-        if (o) {
-            std::string key = keyString(Codec<T>::key(*o));
-            upsert(key, *o, r.notes);
-            seen_.insert(std::move(key));
-        } else {
+        if (!o) {
             seen_.erase(keyString(r.key));
+            return false;
         }
+        std::string key = keyString(Codec<T>::key(*o));
+        const bool changed = upsert(key, *o, r.notes);
+        seen_.insert(std::move(key));
+        return changed;
     }
 
     // A DELETED among watch-list's initial events (a server that ignored sendInitialEvents
@@ -764,7 +793,8 @@ class Reflector final : public ReflectorCore, public Informer<T> {
         upsert(keyString(Codec<T>::key(*o)), *o, r.notes);
     }
 
-    void upsert(const std::string& key, const T& obj, const std::vector<Note>& notes) {
+    // True when the object went out (added or changed).
+    bool upsert(const std::string& key, const T& obj, const std::vector<Note>& notes) {
         const std::uint64_t h = contentHash(obj);
         auto [slot, inserted] = delivered_.tryEmplace(key, h);
         const bool changed = inserted || *slot != h;
@@ -775,6 +805,7 @@ class Reflector final : public ReflectorCore, public Informer<T> {
             *slot = h;
             handler_.onUpdate(obj);
         }
+        return changed;
     }
 
     // Notes are reported when the object is delivered (added or changed) or when its notes

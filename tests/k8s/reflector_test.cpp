@@ -217,7 +217,8 @@ TEST_CASE("paging: continue pages carry only continue+limit; 410 on continue →
     auto& full = r.req();
     CHECK_FALSE(full.has("limit"));
     CHECK_FALSE(full.has("continue"));
-    CHECK(full.param("resourceVersion") == "0");
+    // Page 1 went out: at RV "0" another API server's older cache could take "a" back.
+    CHECK_FALSE(full.has("resourceVersion"));
     full.respond(200, listJson("Service", "60", {svcJson("a", "1"), svcJson("b", "2")}));
     CHECK(r.handler.take() == Strings{"add default/b", "synced"});
     CHECK(r.req().param("resourceVersion") == "60");
@@ -717,6 +718,7 @@ TEST_CASE("watch-list stream ending before its bookmark falls back to a list",
     r.clock->advance(2s);
     w.end();
     CHECK(r.req().param("watch") == "<absent>");
+    CHECK_FALSE(r.req().has("resourceVersion"));  // a went out: a consistent list
     r.list("10", {svcJson("b", "1")});
     CHECK(r.handler.take() == Strings{"add default/b", "delete default/a", "synced"});
 }
@@ -765,6 +767,43 @@ TEST_CASE("watch-list broken before its bookmark: list at once, no second backof
     CHECK(r.req().param("watch") == "true");
     CHECK(r.req().param("resourceVersion") == "12");
     CHECK(r.observer.backoffs.size() == 1);
+}
+
+// The objects of a replace go out as they arrive. In an HA cluster, a list "not older than"
+// the last RV could reach an API server whose cache lags the one that sent them and take them
+// back to older versions; after a change went out, the fallback is a consistent read.
+TEST_CASE("a replace broken after a change went out falls back to a consistent list",
+          "[reflector][watchlist]") {
+    const bool watchList = GENERATE(true, false);
+    INFO((watchList ? "watch-list" : "paged list"));
+    Rig r(watchList);
+    r.start();
+    if (watchList) {
+        auto& w0 = r.req();
+        w0.head(200);
+        w0.data(svcEvent("ADDED", "a", "5") + bookmark("10", "Service", true));
+        CHECK(r.handler.take() == Strings{"add default/a", "synced"});
+        w0.data(event("ERROR", statusJson(500, "InternalError", "x")));
+        r.clock->advance(r.clock->nextDue());
+        auto& w1 = r.req();
+        CHECK(w1.param("resourceVersion") == "10");
+        w1.head(200);
+        w1.data(svcEvent("ADDED", "a", "11", "10.96.0.11"));
+        CHECK(r.handler.take() == Strings{"update default/a"});
+        w1.data(std::string(R"({"type":"ADDED","object":{]})") + "\n");
+    } else {
+        auto& l0 = r.req();
+        CHECK(l0.param("resourceVersion") == "0");
+        l0.respond(200, listJson("Service", "50", {svcJson("a", "1")}, "tok1"));
+        CHECK(r.handler.take() == Strings{"add default/a"});
+        r.req().respond(500, statusJson(500, "InternalError", "x"));
+        r.clock->advance(r.clock->nextDue());
+    }
+    auto& l = r.req();
+    CHECK(l.param("watch") == "<absent>");
+    CHECK_FALSE(l.has("resourceVersion"));
+    r.list("60", {svcJson("a", "11", "10.96.0.11")});
+    CHECK(r.req().param("resourceVersion") == "60");  // back to the usual RVs once committed
 }
 
 TEST_CASE("informer destruction cancels everything", "[reflector]") {
