@@ -111,11 +111,17 @@ std::optional<IpAddress> IpAddress::parseLegacy(std::string_view text) {
     if (auto a = parse(text)) {
         return a;
     }
-    if (text.empty() || text.size() > 45 || text.find(':') != std::string_view::npos) {
+    if (text.empty() || text.size() > 45) {
         return std::nullopt;
     }
-    const auto plain = withoutLeadingZeros(text);
-    return plain ? parse(*plain) : std::nullopt;
+    // IPv6 with an embedded IPv4 tail ("::ffff:010.1.2.3"): only the tail may have them.
+    const std::size_t colon = text.rfind(':');
+    const std::size_t tail = colon == std::string_view::npos ? 0 : colon + 1;
+    if (colon != std::string_view::npos && text.find('.', tail) == std::string_view::npos) {
+        return std::nullopt;
+    }
+    const auto plain = withoutLeadingZeros(text.substr(tail));
+    return plain ? parse(std::string(text.substr(0, tail)) + *plain) : std::nullopt;
 }
 
 IpAddress IpAddress::v4(std::uint32_t hostOrder) {

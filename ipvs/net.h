@@ -33,8 +33,9 @@ class IpAddress {
     // or an RFC 4291 IPv6 address without zone. Anything else is nullopt.
     static std::optional<IpAddress> parse(std::string_view text);
     // As parse, and also a dotted quad with leading zeros, read as decimal: "010.001.002.003"
-    // is 10.1.2.3. This is how kube-proxy reads API objects (ParseIPSloppy, k8s.io/utils/net);
-    // the API server accepted such values for years and stored objects may still hold them.
+    // is 10.1.2.3, also as IPv6's embedded IPv4 ("::ffff:010.1.2.3"). This is how kube-proxy
+    // reads API objects (ParseIPSloppy, k8s.io/utils/net); the API server accepted such
+    // values for years and stored objects may still hold them.
     static std::optional<IpAddress> parseLegacy(std::string_view text);
     static IpAddress v4(std::uint32_t hostOrder);
     static IpAddress fromBytes(Family f, const void* bytes);

@@ -31,8 +31,13 @@ TEST_CASE("legacy parsing reads leading zeros as decimal, as kube-proxy does", "
     CHECK(IpAddress::parseLegacy("1.2.3.04")->toString() == "1.2.3.4");
     CHECK(IpAddress::parseLegacy("0000.0.00.0001")->toString() == "0.0.0.1");
     CHECK(IpAddress::parseLegacy("fd00::a")->toString() == "fd00::a");
-    for (const char* bad : {"", "010.1.1", "010.1.1.256", "01.2.3.4.5", "1..2.3", "1.2.3.4 ",
-                            "0x1.2.3.4", "-1.2.3.4", "1.2.3.4/8", "banana", "0fd00::1%eth0"}) {
+    // Only IPv6's embedded IPv4 tail, which strict parsing refuses with leading zeros.
+    CHECK_FALSE(IpAddress::parse("::ffff:010.001.002.003"));
+    CHECK(IpAddress::parseLegacy("::ffff:010.001.002.003")->toString() == "::ffff:10.1.2.3");
+    for (const char* bad :
+         {"", "010.1.1", "010.1.1.256", "01.2.3.4.5", "1..2.3", "1.2.3.4 ", "0x1.2.3.4", "-1.2.3.4",
+          "1.2.3.4/8", "banana", "0fd00::1%eth0", "::ffff:010.1.2", "fd00::010.1.2.3:1",
+          "00fd00::1", "::ffff:1.2.3.04x"}) {
         INFO(bad);
         CHECK_FALSE(IpAddress::parseLegacy(bad));
     }
