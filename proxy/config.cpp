@@ -12,6 +12,8 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <string_view>
+#include <tuple>
 
 #include "ipvs/net.h"
 
@@ -146,6 +148,14 @@ std::string quoted(std::string_view v) {
 
 Error bad(const std::string& where, std::string_view value, const std::string& why) {
     return Error::invalid(where + ": " + quoted(value) + " " + why);
+}
+
+// The deprecated port flags keep the address's host (an IPv6 one included).
+std::string withPort(const std::string& hostPort, const char* fallbackHost, int port) {
+    const auto colon = hostPort.rfind(':');
+    const std::string host =
+        colon == std::string::npos || colon == 0 ? fallbackHost : hostPort.substr(0, colon);
+    return host + ":" + std::to_string(port);
 }
 
 Result<bool> parseBool(const std::string& where, std::string_view v) {
@@ -306,7 +316,7 @@ const std::vector<Flag>& flagTable() {
              if (!p) {
                  return p.error();
              }
-             c.healthzBindAddress = *p == 0 ? "" : "0.0.0.0:" + std::to_string(*p);
+             c.healthzBindAddress = *p == 0 ? "" : withPort(c.healthzBindAddress, "0.0.0.0", *p);
              return ok_();
          },
          "", "Deprecated: the port of --healthz-bind-address; 0 disables."},
@@ -316,7 +326,7 @@ const std::vector<Flag>& flagTable() {
              if (!p) {
                  return p.error();
              }
-             c.metricsBindAddress = *p == 0 ? "" : "127.0.0.1:" + std::to_string(*p);
+             c.metricsBindAddress = *p == 0 ? "" : withPort(c.metricsBindAddress, "127.0.0.1", *p);
              return ok_();
          },
          "", "Deprecated: the port of --metrics-bind-address; 0 disables."},
@@ -360,7 +370,7 @@ const std::vector<Flag>& flagTable() {
              c.ipvs.scheduler = std::string(v);
              return ok_();
          },
-         "", "The IPVS scheduler (rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh)."},
+         "", "The IPVS scheduler (rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos)."},
         {"ipvs-sync-period", FlagKind::String, "ipvs.syncPeriod", dur(&Config::Ipvs::syncPeriod),
          "", "The period of the full verification of kernel state. Default 30s."},
         {"ipvs-min-sync-period", FlagKind::String, "ipvs.minSyncPeriod",
@@ -537,7 +547,18 @@ const std::vector<Flag>& flagTable() {
          },
          "", "Log format: text (klog style) or json.", true},
         {"profiling", FlagKind::Bool, "enableProfiling",
-         boolean([](Config& c) -> bool& { return c.enableProfiling; }),
+         [](Config& c, const std::string& w, std::string_view v) -> R {
+             auto b = parseBool(w, v);
+             if (!b) {
+                 return b.error();
+             }
+             c.enableProfiling = *b;
+             if (*b) {
+                 c.warnings.push_back("flag " + w +
+                                      " is ignored: Go's pprof endpoints do not exist in kube-ipvs");
+             }
+             return ok_();
+         },
          "", "Accepted for compatibility; Go's pprof endpoints do not exist in kube-ipvs."},
         {"version", FlagKind::Bool, "",
          boolean([](Config& c) -> bool& { return c.showVersion; }),
@@ -590,8 +611,12 @@ class YamlReader {
         if (!root.IsMap()) {
             return Error::invalid(source_ + ": not a KubeProxyConfiguration mapping");
         }
+        std::set<std::string> seen;
         for (const auto& kv : root) {
             const auto key = kv.first.as<std::string>();
+            if (auto r = once(seen, key); !r) {
+                return r;
+            }
             if (auto r = top(key, kv.second); !r) {
                 return r;
             }
@@ -611,6 +636,15 @@ class YamlReader {
     }
 
     void note(const std::string& path) { cfg_.origins[path] = where(path); }
+
+    // yaml-cpp keeps both of a mapping's duplicate keys; the later would win unseen. kube-proxy's
+    // strict decoding reports them too.
+    Result<void> once(std::set<std::string>& seen, const std::string& path) {
+        if (!seen.insert(path).second) {
+            return Error::invalid(source_ + ": " + where(path) + ": given more than once");
+        }
+        return ok();
+    }
 
     Result<std::string> scalar(const std::string& path, const YAML::Node& n) {
         if (n.IsNull()) {
@@ -713,8 +747,12 @@ class YamlReader {
         if (!n.IsMap()) {
             return Error::invalid(source_ + ": " + where(path) + ": must be a mapping");
         }
+        std::set<std::string> seen;
         for (const auto& kv : n) {
             const auto key = kv.first.as<std::string>();
+            if (auto r = once(seen, path + "." + key); !r) {
+                return r;
+            }
             auto it = fields.find(key);
             if (it == fields.end()) {
                 return unknown(path + "." + key);
@@ -787,12 +825,21 @@ class YamlReader {
         }
         if (key == "oomScoreAdj") {
             if (n.IsNull()) {
-                c.oomScoreAdj.reset();
-                return ok();
+                return ok();  // as kube-proxy's defaulting: null keeps the default (-999)
             }
             std::int32_t v = 0;
             auto r = int32(key, n, v);
             c.oomScoreAdj = v;
+            return r;
+        }
+        if (key == "udpIdleTimeout") {
+            // The userspace mode's, removed from the type in 1.29; older kubeadm ConfigMaps
+            // still hold "udpIdleTimeout: 0s".
+            Duration d{};
+            auto r = duration(key, n, d);
+            if (r && d != Duration::zero()) {
+                ignored(key, "it applied to the removed userspace mode");
+            }
             return r;
         }
         if (key == "portRange") {
@@ -806,6 +853,10 @@ class YamlReader {
                 ignored(key, "kube-ipvs hides no metrics");
             }
             return ok();
+        }
+        if ((key == "featureGates" || key == "winkernel" || key == "nftables") && !n.IsNull() &&
+            !n.IsMap()) {
+            return Error::invalid(source_ + ": " + where(key) + ": must be a mapping");
         }
         if (key == "featureGates") {
             if (n.IsMap() && n.size() > 0) {
@@ -999,6 +1050,63 @@ class YamlReader {
 
 }  // namespace
 
+namespace {
+
+// "0.0.0.0" -> "0.0.0.0:10256", "::" -> "[::]:10256" (kube-proxy's AppendPortIfNeeded).
+void appendPortIfNeeded(std::string& hostPort, std::uint16_t port) {
+    if (auto ip = net::IpAddress::parse(hostPort)) {
+        hostPort = net::joinHostPort(*ip, port);
+    }
+}
+
+// kube-proxy decodes the file through its API scheme, whose defaulting
+// (SetDefaults_KubeProxyConfiguration) puts the default back wherever the file holds a zero
+// value. kubeadm's kube-proxy ConfigMap is written that way: "syncPeriod: 0s",
+// "healthzBindAddress: \"\"", "qps: 0", "oomScoreAdj: null" all mean the defaults there, so they
+// do here. Flags are not defaulted again: --ipvs-sync-period=0s stays an error.
+void applyFileDefaults(Config& c) {
+    const Config d;
+    if (c.bindAddress.empty()) {
+        c.bindAddress = d.bindAddress;
+    }
+    for (auto [field, value, port] : {std::tuple<const char*, std::string*, std::uint16_t>{
+                                          "healthzBindAddress", &c.healthzBindAddress, 10256},
+                                      {"metricsBindAddress", &c.metricsBindAddress, 10249}}) {
+        if (value->empty()) {
+            // The default, which follows an IPv6 bindAddress (parseCommandLine).
+            *value = field == std::string_view("healthzBindAddress") ? d.healthzBindAddress
+                                                                     : d.metricsBindAddress;
+            c.origins.erase(field);
+        } else {
+            appendPortIfNeeded(*value, port);
+        }
+    }
+    if (c.ipvs.syncPeriod == Duration::zero()) {
+        c.ipvs.syncPeriod = d.ipvs.syncPeriod;
+    }
+    if (c.iptables.syncPeriod == Duration::zero()) {
+        c.iptables.syncPeriod = d.iptables.syncPeriod;
+    }
+    if (c.iptables.minSyncPeriod == Duration::zero()) {
+        c.iptables.minSyncPeriod = d.iptables.minSyncPeriod;
+    }
+    if (c.configSyncPeriod == Duration::zero()) {
+        c.configSyncPeriod = d.configSyncPeriod;
+    }
+    auto& cc = c.clientConnection;
+    if (cc.contentType.empty()) {
+        cc.contentType = d.clientConnection.contentType;
+    }
+    if (cc.qps == 0) {
+        cc.qps = d.clientConnection.qps;
+    }
+    if (cc.burst == 0) {
+        cc.burst = d.clientConnection.burst;
+    }
+}
+
+}  // namespace
+
 Result<void> parseConfigYaml(std::string_view text, const std::string& source, Config& cfg) {
     YAML::Node root;
     try {
@@ -1014,6 +1122,7 @@ Result<void> parseConfigYaml(std::string_view text, const std::string& source, C
     } catch (const YAML::Exception& e) {
         return Error::invalid(source + ": " + e.what());
     }
+    applyFileDefaults(cfg);
     return ok();
 }
 

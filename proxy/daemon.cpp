@@ -732,8 +732,11 @@ Result<void> Daemon::startClient() {
     // bottleneck of a cold start (its core saturated, the other partly idle). Services on one,
     // EndpointSlices (the larger list) and the Node on the other. Each client gets half the
     // configured request rate, so together they keep to it.
-    opts.qps = cfg_.clientConnection.qps / 2;
-    opts.burst = std::max(1, cfg_.clientConnection.burst / 2);
+    // As client-go: a QPS or burst of 0 means its defaults (5 and 10), not "unlimited".
+    const double qps = cfg_.clientConnection.qps > 0 ? cfg_.clientConnection.qps : 5.0;
+    const int burst = cfg_.clientConnection.burst > 0 ? cfg_.clientConnection.burst : 10;
+    opts.qps = qps / 2;
+    opts.burst = std::max(1, burst / 2);
     const auto post = [this](std::function<void()> fn) { asio::post(apiStrand_, std::move(fn)); };
     auto services = k8s::ClientThread::start(
         *cc, opts, {&services_, nullptr, nullptr, nodeName_, &observer_}, post);

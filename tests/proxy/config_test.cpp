@@ -174,6 +174,11 @@ TEST_CASE("detect-local modes and the deprecated port flags", "[config]") {
     REQUIRE(ports.has_value());
     CHECK(ports->healthzBindAddress.empty());
     CHECK(ports->metricsBindAddress == "127.0.0.1:9999");
+    // The deprecated port flags change the port only.
+    auto hostKept = parseCommandLine(
+        {"--proxy-mode=ipvs", "--healthz-bind-address=[::1]:10256", "--healthz-port=20256"});
+    REQUIRE(hostKept.has_value());
+    CHECK(hostKept->healthzBindAddress == "[::1]:20256");
 }
 
 TEST_CASE("an IPv6 bind address moves the server defaults to IPv6", "[config]") {
@@ -190,9 +195,10 @@ TEST_CASE("flags that mean nothing in IPVS mode are accepted with a warning", "[
          "--feature-gates=Foo=true", "--show-hidden-metrics-for-version=1.29", "--vmodule=x=2",
          "--profiling"});
     REQUIRE(r.has_value());
-    for (const char* flag : {"--iptables-sync-period", "--iptables-min-sync-period",
-                             "--iptables-localhost-nodeports", "--proxy-port-range",
-                             "--feature-gates", "--show-hidden-metrics-for-version", "--vmodule"}) {
+    for (const char* flag :
+         {"--iptables-sync-period", "--iptables-min-sync-period", "--iptables-localhost-nodeports",
+          "--proxy-port-range", "--feature-gates", "--show-hidden-metrics-for-version", "--vmodule",
+          "--profiling"}) {
         INFO(flag);
         CHECK(hasWarning(*r, std::string("flag ") + flag + " is ignored"));
     }
@@ -323,6 +329,98 @@ winkernel:
     CHECK(hasWarning(c, "config.winkernel is ignored"));
 }
 
+// kubeadm writes its kube-proxy ConfigMap with every field present and zero where it means the
+// default; kube-proxy's scheme defaulting turns each back into the default.
+TEST_CASE("a kubeadm-style file: zero values mean the defaults, as kube-proxy reads them",
+          "[config]") {
+    TempFile f(R"(apiVersion: kubeproxy.config.k8s.io/v1alpha1
+bindAddress: 0.0.0.0
+bindAddressHardFail: false
+clientConnection:
+  acceptContentTypes: ""
+  burst: 0
+  contentType: ""
+  kubeconfig: /var/lib/kube-proxy/kubeconfig.conf
+  qps: 0
+clusterCIDR: 10.244.0.0/16
+configSyncPeriod: 0s
+conntrack:
+  maxPerCore: null
+  min: null
+  tcpBeLiberal: false
+  tcpCloseWaitTimeout: null
+  tcpEstablishedTimeout: null
+  udpStreamTimeout: 0s
+  udpTimeout: 0s
+detectLocal:
+  bridgeInterface: ""
+  interfaceNamePrefix: ""
+detectLocalMode: ""
+enableProfiling: false
+healthzBindAddress: ""
+hostnameOverride: ""
+iptables:
+  localhostNodePorts: null
+  masqueradeAll: false
+  masqueradeBit: null
+  minSyncPeriod: 0s
+  syncPeriod: 0s
+ipvs:
+  excludeCIDRs: null
+  minSyncPeriod: 0s
+  scheduler: ""
+  strictARP: false
+  syncPeriod: 0s
+  tcpFinTimeout: 0s
+  tcpTimeout: 0s
+  udpTimeout: 0s
+kind: KubeProxyConfiguration
+metricsBindAddress: ""
+mode: ipvs
+nodePortAddresses: null
+oomScoreAdj: null
+portRange: ""
+showHiddenMetricsForVersion: ""
+udpIdleTimeout: 0s
+winkernel:
+  enableDSR: false
+  networkName: ""
+  sourceVip: ""
+)");
+    auto r = parseCommandLine({"--config=" + f.path});
+    REQUIRE(r.has_value());
+    const auto& c = *r;
+    CHECK(c.ipvs.syncPeriod == Duration(30s));
+    CHECK(c.ipvs.minSyncPeriod == Duration::zero());
+    CHECK(c.configSyncPeriod == Duration(15min));
+    CHECK(c.healthzBindAddress == "0.0.0.0:10256");
+    CHECK(c.metricsBindAddress == "127.0.0.1:10249");
+    CHECK(c.clientConnection.qps == 5);
+    CHECK(c.clientConnection.burst == 10);
+    CHECK(c.clientConnection.contentType == "application/vnd.kubernetes.protobuf");
+    CHECK(c.oomScoreAdj == -999);
+    CHECK(c.iptables.masqueradeBit == 14);
+    CHECK(c.conntrack.maxPerCore == 32768);
+    CHECK(c.conntrack.tcpEstablishedTimeout == Duration(24h));
+    CHECK(c.clusterCIDR == "10.244.0.0/16");
+    CHECK_FALSE(hasWarning(c, "udpIdleTimeout"));  // 0s: nothing to warn about
+
+    // An address without a port gets the default port; an IPv6 bind address moves the
+    // defaults of empty ones to IPv6, as kube-proxy's defaulting does.
+    TempFile v6(
+        "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+        "mode: ipvs\nbindAddress: \"::\"\nhealthzBindAddress: \"\"\n"
+        "metricsBindAddress: \"::1\"\nudpIdleTimeout: 250ms\n");
+    auto r6 = parseCommandLine({"--config=" + v6.path});
+    REQUIRE(r6.has_value());
+    CHECK(r6->healthzBindAddress == "[::]:10256");
+    CHECK(r6->metricsBindAddress == "[::1]:10249");
+    CHECK(hasWarning(*r6, "config.udpIdleTimeout is ignored"));
+
+    // Flags are not defaulted a second time.
+    CHECK_FALSE(parseCommandLine({"--proxy-mode=ipvs", "--ipvs-sync-period=0s"}).has_value());
+}
+
 TEST_CASE("with --config, the file wins over flags but for hostname and logging", "[config]") {
     TempFile f(
         "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
@@ -383,6 +481,11 @@ TEST_CASE("config file errors name the file and the field", "[config]") {
     CHECK(fails("mode: ipvs\nipvs:\n  excludeCIDRs: 10.0.0.0/8\n") ==
           "config.ipvs.excludeCIDRs: must be a list");
     CHECK(fails("mode: ipvs\nipvs: [1, 2]\n") == "config.ipvs: must be a mapping");
+    CHECK(fails("mode: ipvs\nipvs:\n  scheduler: rr\n  scheduler: sh\n") ==
+          "config.ipvs.scheduler: given more than once");
+    CHECK(fails("mode: ipvs\nclusterCIDR: 10.0.0.0/8\nclusterCIDR: 10.1.0.0/16\n") ==
+          "config.clusterCIDR: given more than once");
+    CHECK(fails("mode: ipvs\nfeatureGates: true\n") == "config.featureGates: must be a mapping");
     CHECK(fails("mode: ipvs\noomScoreAdj: 5000\n") ==
           "config.oomScoreAdj: \"5000\" must be within [-1000, 1000]");
     CHECK(fails("mode: ipvs\nipvs: {syncPeriod: 30s\n").find("not valid YAML") !=
