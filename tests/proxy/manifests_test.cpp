@@ -135,6 +135,9 @@ TEST_CASE("the DaemonSet has kube-proxy's shape and the least privilege that wor
     CHECK(d["spec"]["selector"]["matchLabels"]["k8s-app"].as<std::string>() ==
           d["spec"]["template"]["metadata"]["labels"]["k8s-app"].as<std::string>());
     CHECK(spec["hostNetwork"].as<bool>());
+    // The node's resolver, not the cluster DNS (a Service kube-ipvs has not programmed yet on a
+    // new node): ClusterFirstWithHostNet would leave a server name in the kubeconfig unresolved.
+    CHECK((!spec["dnsPolicy"] || spec["dnsPolicy"].as<std::string>() == "Default"));
     CHECK(spec["priorityClassName"].as<std::string>() == "system-node-critical");
     CHECK(spec["serviceAccountName"].as<std::string>() == "kube-ipvs");
     bool tolerateAll = false;
