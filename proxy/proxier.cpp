@@ -1364,6 +1364,12 @@ bool Proxier::applyBatch(Batch& b, const SyncTime& now) {
             }
             triggers_.erase(t);
         }
+    } else {
+        // Which of them the failed write belonged to is not known, so none is observed. Kept,
+        // their times would be taken (as the oldest) by those Services' next changes too.
+        for (const auto& key : b.processed) {
+            triggers_.erase(key);
+        }
     }
     return okAll;
 }

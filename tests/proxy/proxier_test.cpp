@@ -1516,6 +1516,35 @@ TEST_CASE("network programming latency ends when the kernel is programmed", "[pr
                     "le=\"3\"} 1") != std::string::npos);
 }
 
+TEST_CASE("a failed write's batch leaves no trigger time behind to inflate a later change",
+          "[proxier]") {
+    Fixture f;
+    f.cfg.startWallNs = f.wallNs - 60'000'000'000;
+    auto& p = f.start();
+    f.ipvs.refuse = [](const ipvs::Op& op) {
+        return op.kind == ipvs::OpKind::AddDest && op.dest.key.address == ip("10.244.2.7") ? ENOMEM
+                                                                                           : 0;
+    };
+    p.onServiceUpsert(web());
+    auto first = webSlice({"10.244.1.7", "10.244.2.7"});
+    first.triggerTimeNs = f.wallNs - 30'000'000'000;
+    p.onSliceUpsert(first);
+    CHECK_FALSE(f.sync());
+    f.ipvs.refuse = nullptr;
+    REQUIRE(f.sync());  // the retry
+    auto second = webSlice({"10.244.1.7", "10.244.2.7", "10.244.3.7"});
+    second.triggerTimeNs = f.wallNs - 1'000'000'000;
+    p.onSliceUpsert(second);
+    REQUIRE(f.sync());
+    const auto text = f.reg.render();
+    INFO(text);
+    // Only the second change, 1 s after its trigger; not 30 s from the first one's.
+    CHECK(f.reg.value("kubeproxy_network_programming_duration_seconds", {{"ip_family", "IPv4"}}) ==
+          1);
+    CHECK(text.find("kubeproxy_network_programming_duration_seconds_bucket{ip_family=\"IPv4\","
+                    "le=\"2\"} 1") != std::string::npos);
+}
+
 TEST_CASE("a weight-0 leftover that is still wanted is reset on the first sync", "[proxier]") {
     Fixture f;
     programAndStop(f);
