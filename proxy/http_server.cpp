@@ -54,6 +54,10 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
             : owner_(std::move(owner)), stream_(std::move(s)) {}
 
         void start() { read(); }
+        // Waiting for (the rest of) a request since this time, or nullopt while answering.
+        std::optional<std::chrono::steady_clock::time_point> waitingSince() const {
+            return waitingSince_;
+        }
         void stop() {
             beast::error_code ec;
             stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -62,6 +66,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
 
       private:
         void read() {
+            waitingSince_ = std::chrono::steady_clock::now();
             parser_.emplace();
             parser_->header_limit(kHeaderLimit);
             parser_->body_limit(kBodyLimit);
@@ -77,6 +82,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
                 finish();
                 return;
             }
+            waitingSince_.reset();
             const auto& req = parser_->get();
             HttpRequest r;
             r.method = std::string(req.method_string());
@@ -122,7 +128,33 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
         beast::tcp_stream stream_;
         beast::flat_buffer buffer_;
         std::optional<http::request_parser<http::string_body>> parser_;
+        std::optional<std::chrono::steady_clock::time_point> waitingSince_;
     };
+
+    // At the connection limit, the session that has waited longest for a request makes room,
+    // as a new connection's probe is the one to answer: refusing new ones instead let anyone
+    // who holds the limit's idle connections fail the kubelet's and load balancers' probes.
+    // False when every session is answering.
+    bool evictOldestWaiting() {
+        Session* oldest = nullptr;
+        std::chrono::steady_clock::time_point since{};
+        for (const auto& [raw, weak] : sessions) {
+            const auto s = weak.lock();
+            const auto w = s ? s->waitingSince() : std::nullopt;
+            if (w && (oldest == nullptr || *w < since)) {
+                oldest = raw;
+                since = *w;
+            }
+        }
+        if (oldest == nullptr) {
+            return false;
+        }
+        if (auto s = sessions[oldest].lock()) {
+            s->stop();  // its read ends with an error and finish() erases it
+        }
+        sessions.erase(oldest);
+        return true;
+    }
 
     void accept() {
         acceptor.async_accept([self = shared_from_this()](beast::error_code ec, tcp::socket s) {
@@ -130,7 +162,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
                 return;
             }
             if (!ec) {
-                if (self->sessions.size() >= kMaxConnections) {
+                if (self->sessions.size() >= kMaxConnections && !self->evictOldestWaiting()) {
                     beast::error_code ignored;
                     s.close(ignored);
                 } else {

@@ -160,3 +160,35 @@ TEST_CASE("listen reports a bad or busy address", "[http]") {
     REQUIRE_FALSE(b.has_value());
     CHECK(b.error().message.find("listen on 127.0.0.1:") == 0);
 }
+
+TEST_CASE("at the connection limit, the longest-waiting connection makes room for a new one",
+          "[http]") {
+    Running r([](const HttpRequest&) {
+        HttpResponse res;
+        res.body = "ok";
+        return res;
+    });
+    asio::io_context cio;
+    const tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), r.server->port());
+    // Connections that never send a request, as a client holding the limit would keep them.
+    std::vector<tcp::socket> idle;
+    for (int i = 0; i < 128; ++i) {
+        idle.emplace_back(cio).connect(ep);
+        if (i == 0) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));  // clearly the oldest
+        }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // all accepted
+    const auto out = exchange(r.server->port(), "GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    CHECK(out.rfind("HTTP/1.1 200", 0) == 0);
+    // The oldest was closed for it (end of stream at once, not a 10 s read deadline later);
+    // the newest is still open.
+    idle.front().non_blocking(true);
+    idle.back().non_blocking(true);
+    char b = 0;
+    boost::system::error_code ec;
+    idle.front().read_some(asio::buffer(&b, 1), ec);
+    CHECK(ec == asio::error::eof);
+    idle.back().read_some(asio::buffer(&b, 1), ec);
+    CHECK(ec == asio::error::would_block);
+}
