@@ -16,6 +16,7 @@
 #include <array>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -130,9 +131,22 @@ Result<void> setupNode(const Config& cfg, ipvs::Ipvs* ipvs) {
             "estimating rates",
             {{"kernel", std::to_string(kernel.major) + "." + std::to_string(kernel.minor)}});
     }
+    // In the DaemonSet only the privileged init container may write /proc/sys. After a change
+    // of the config file (which makes the proxy exit), the kubelet restarts only the proxy's
+    // container, which then cannot apply a sysctl the change altered: say what to do.
+    const auto readOnly = [&cfg](const Error& e) {
+        const int err = e.code.value();
+        if (cfg.initOnly || (err != EROFS && err != EACCES && err != EPERM)) {
+            return e;
+        }
+        return e.context(
+            "this container cannot write /proc/sys (in the DaemonSet the init "
+            "container sets sysctls; after a config change that alters one, delete "
+            "the pod so that it runs again)");
+    };
     auto changed = ipvs::applySysctls(sysctl, proxySysctls(cfg, kernel));
     if (!changed) {
-        return changed.error().context("set IPVS sysctls");
+        return readOnly(changed.error()).context("set IPVS sysctls");
     }
     for (const auto& k : *changed) {
         log::info("Set sysctl", {{"sysctl", k}});
@@ -140,7 +154,7 @@ Result<void> setupNode(const Config& cfg, ipvs::Ipvs* ipvs) {
     const auto ct = conntrackSysctls(cfg, onlineCpus());
     auto ctChanged = ipvs::applySysctls(sysctl, ct);
     if (!ctChanged) {
-        return ctChanged.error().context("set conntrack limits");
+        return readOnly(ctChanged.error()).context("set conntrack limits");
     }
     for (const auto& s : ct) {
         if (s.key != "net/netfilter/nf_conntrack_max") {
