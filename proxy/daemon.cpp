@@ -467,6 +467,7 @@ class Daemon {
 
     HttpResponse serveHealthz(const HttpRequest& r);
     HttpResponse serveMetrics(const HttpRequest& r);
+    void refreshProcessMetrics();
     std::string ipvsCounters();
     double monoSeconds() const {
         return std::chrono::duration<double>(SteadyClock::now() - start_).count();
@@ -1311,12 +1312,37 @@ std::string Daemon::ipvsCounters() {
            bytes;
 }
 
+// The process_* series of Prometheus' standard process collector, which dashboards built for
+// kube-proxy chart (its memory and CPU, its descriptors).
+void Daemon::refreshProcessMetrics() {
+    const auto st = readProcessStats();
+    if (!st) {
+        return;
+    }
+    auto& cpu = metrics_.counter("process_cpu_seconds_total",
+                                 "Total user and system CPU time spent in seconds.");
+    if (st->cpuSeconds > cpu.value()) {
+        cpu.inc(st->cpuSeconds - cpu.value());
+    }
+    metrics_.gauge("process_resident_memory_bytes", "Resident memory size in bytes.")
+        .set(st->residentBytes);
+    metrics_.gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.")
+        .set(st->virtualBytes);
+    metrics_.gauge("process_open_fds", "Number of open file descriptors.").set(st->openFds);
+    metrics_.gauge("process_max_fds", "Maximum number of open file descriptors.").set(st->maxFds);
+    metrics_
+        .gauge("process_start_time_seconds",
+               "Start time of the process since unix epoch in seconds.")
+        .set(static_cast<double>(startWallNs_) / 1e9);
+}
+
 HttpResponse Daemon::serveMetrics(const HttpRequest& r) {
     const auto path = r.path();
     HttpResponse res;
     if (path == "/metrics") {
         res.contentType = "text/plain; version=0.0.4; charset=utf-8";
         metrics_.gauge("kube_ipvs_build_info", "kube-ipvs version", {{"version", kVersion}}).set(1);
+        refreshProcessMetrics();
         for (auto& p : proxiers_) {
             p->refreshGauges();
         }

@@ -1,6 +1,8 @@
 // Process-level resource hints for the daemon's threads and heap (issue 8).
 #pragma once
 
+#include <optional>
+
 namespace kipvs::proxy {
 
 // Lowers the calling thread's scheduling priority (its own nice value, not the process's) by
@@ -25,5 +27,16 @@ void limitHeapRetention();
 // after each verification pass, whose snapshot of the whole IPVS table is freed at once.
 // Returns true if any memory was released.
 bool releaseFreeHeap();
+
+// What Prometheus' standard process_* series report (client_golang's process collector,
+// which kube-proxy's /metrics carries): read from /proc/self and getrlimit.
+struct ProcessStats {
+    double cpuSeconds = 0;  // user + system
+    double residentBytes = 0;
+    double virtualBytes = 0;
+    double openFds = 0;
+    double maxFds = 0;  // the soft RLIMIT_NOFILE
+};
+std::optional<ProcessStats> readProcessStats();
 
 }  // namespace kipvs::proxy

@@ -114,3 +114,22 @@ TEST_CASE("limitHeapRetention keeps a thread's freed heap from staying resident"
     CHECK(after - before < (4L << 20));
 #endif
 }
+
+TEST_CASE("process statistics read /proc/self: memory, CPU and descriptors", "[process]") {
+    const auto a = proxy::readProcessStats();
+    REQUIRE(a.has_value());
+    CHECK(a->residentBytes > 0);
+    CHECK(a->virtualBytes >= a->residentBytes);
+    CHECK(a->maxFds > 0);
+    // Burn some CPU and open two descriptors: both show.
+    volatile double x = 0;
+    for (int i = 0; i < 50'000'000; ++i) {
+        x = x + 1.0 / (i + 1);
+    }
+    std::ifstream f1("/proc/self/stat");
+    std::ifstream f2("/proc/self/statm");
+    const auto b = proxy::readProcessStats();
+    REQUIRE(b.has_value());
+    CHECK(b->cpuSeconds > a->cpuSeconds);
+    CHECK(b->openFds == a->openFds + 2);
+}
