@@ -476,9 +476,10 @@ class Daemon {
     Config cfg_;
     asio::io_context io_;
     metrics::Registry metrics_;
-    metrics::Gauge& lastQueued_ =
-        metrics_.gauge("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
-                       "The last time a sync of proxy rules was queued");
+    // Per family, looked up once (changed() runs for every API event).
+    std::array<metrics::Gauge*, 2> lastQueued_{};
+    metrics::Gauge& lastQueuedGauge(net::Family f);
+    metrics::Gauge& lastSyncedGauge(net::Family f);
     ProxyHealth health_;
     SyncScheduler scheduler_;
     asio::steady_timer syncTimer_;
@@ -850,12 +851,39 @@ void Daemon::watchConfigFile() {
 // reads, and the sync timer is left alone when it already fires in time.
 void Daemon::changed() {
     const auto now = SteadyClock::now();
+    // As kube-proxy, an update is queued for health only once its proxier is initialized:
+    // until then nothing can be synced. Queued from the first event on, the health went 503
+    // when a large cluster's initial lists (or an API outage during them) took longer than
+    // 2 x syncPeriod, and the liveness probe restarted the pod into the same lists.
+    double wallSeconds = 0;
     for (auto& p : proxiers_) {
+        if (!p->initialized()) {
+            continue;
+        }
         health_.queued(p->family(), now);
+        if (wallSeconds == 0) {
+            wallSeconds = static_cast<double>(wallNowNs()) / 1e9;
+        }
+        lastQueuedGauge(p->family()).set(wallSeconds);
     }
-    lastQueued_.set(static_cast<double>(wallNowNs()) / 1e9);
     scheduler_.request();
     scheduleSync(now);
+}
+
+metrics::Gauge& Daemon::lastSyncedGauge(net::Family f) {
+    return metrics_.gauge("kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+                          "The last time proxy rules were successfully synced",
+                          {{"ip_family", familyLabel(f)}});
+}
+
+metrics::Gauge& Daemon::lastQueuedGauge(net::Family f) {
+    auto& g = lastQueued_[f == net::Family::V4 ? 0 : 1];
+    if (g == nullptr) {
+        g = &metrics_.gauge("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
+                            "The last time a sync of proxy rules was queued",
+                            {{"ip_family", familyLabel(f)}});
+    }
+    return *g;
 }
 
 void Daemon::scheduleSync() {
@@ -973,11 +1001,7 @@ void Daemon::runSync() {
         // and counted); a sync that stopped short does (kube-proxy-ipvs.md §6.5, §8.1).
         if (!step.aborted) {
             health_.updated(fam, end, wallNowNs());
-            metrics_
-                .gauge("kubeproxy_sync_proxy_rules_last_timestamp_seconds",
-                       "The last time proxy rules were successfully synced",
-                       {{"ip_family", familyLabel(fam)}})
-                .set(static_cast<double>(wallNowNs()) / 1e9);
+            lastSyncedGauge(fam).set(static_cast<double>(wallNowNs()) / 1e9);
         }
     }
     if (!heapTrimmed_ && std::all_of(proxiers_.begin(), proxiers_.end(),
@@ -1151,6 +1175,14 @@ void Daemon::compareStep(const std::shared_ptr<CompareRun>& run) {
     if (run->drift || std::any_of(proxiers_.begin(), proxiers_.end(),
                                   [](const auto& p) { return p->pending(); })) {
         changed();
+    } else {
+        // The pass found the kernel as desired: what kube-proxy's periodic sync (every
+        // syncPeriod) reports in this gauge, so alerts on its age hold on a quiet cluster.
+        for (const auto& p : proxiers_) {
+            if (p->initialized()) {
+                lastSyncedGauge(p->family()).set(static_cast<double>(wallNowNs()) / 1e9);
+            }
+        }
     }
     scheduleVerify();
 }

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -231,6 +232,35 @@ def restart_keeps_traffic_and_writes_nothing(env):
 
 
 @scenario
+def health_stays_up_while_the_first_lists_are_slow(env):
+    """kube-proxy starts its health clock at its first sync, not at the first API event: a
+    large cluster's lists (here the EndpointSlices list, held for 5 x syncPeriod) must not turn
+    /livez 503 and have the liveness probe restart the pod into the same lists."""
+    d = env.daemon
+    assert d.stop() == 0
+    env.api.fault({"match": {"resource": "endpointslices"}, "action": "hold", "count": -1,
+                   "timeout": 20})
+    try:
+        d.start()
+        wait_until(lambda: d.http("http://127.0.0.1:10256/livez", timeout=2)[0] is not None,
+                   what="/livez answering")
+        deadline = time.time() + 14  # 3.5 x the 4 s syncPeriod: the health timeout is 8 s
+        seen = []
+        while time.time() < deadline:
+            seen.append(d.http("http://127.0.0.1:10256/livez", timeout=2)[0])
+            time.sleep(0.5)
+        assert seen and all(s == 200 for s in seen), seen
+        m = d.metrics()
+        assert not promtext.value(m, "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+                                  ip_family="IPv4"), "synced although the slices were held"
+    finally:
+        env.api.clear_faults()
+        env.api.call("POST", "release")
+    d.wait_synced()
+    assert d.http("http://127.0.0.1:10256/livez")[0] == 200
+
+
+@scenario
 def health_and_metrics_endpoints(env):
     d = env.daemon
     status, body = d.http("http://127.0.0.1:10256/healthz")
@@ -256,9 +286,15 @@ def health_and_metrics_endpoints(env):
                     ("kubeproxy_sync_proxy_rules_endpoint_changes_total", "counter"),
                     ("kubeproxy_proxy_healthz_total", "counter"),
                     ("kube_ipvs_virtual_servers", "gauge"),
+                    ("process_resident_memory_bytes", "gauge"),
+                    ("process_cpu_seconds_total", "counter"),
                     ("kube_ipvs_virtual_server_connections_total", "counter")):
         assert types.get(name) == t, f"{name}: {types.get(name)}"
     assert promtext.value(m, "kubeproxy_proxy_healthz_total", code="200") >= 1
+    assert promtext.value(m, "process_resident_memory_bytes") > 1 << 20
+    # Per family, as kube-proxy labels it (a "queued minus synced" query needs both labelled).
+    assert (promtext.value(m, "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
+                           ip_family="IPv4") or 0) > 0
     # Counted per event, through counters looked up once: each kind and type its own series.
     for kind in ("Service", "EndpointSlice"):
         assert promtext.value(m, "kube_ipvs_api_watch_events_total", kind=kind, type="ADDED") >= 1
