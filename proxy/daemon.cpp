@@ -1215,9 +1215,12 @@ void Daemon::syncHealthChecks() {
     std::map<std::uint16_t, std::pair<k8s::ObjectKey, std::uint32_t>> want;
     for (const auto& p : proxiers_) {
         for (const auto& [svc, hc] : p->healthChecks()) {
+            // A dual-stack Service's pods are counted by each family's proxier; the one
+            // listener answers both, with the larger count (kube-proxy's per-family
+            // listeners each give their own family's).
             auto& w = want[hc.port];
             w.first = svc;
-            w.second += hc.localEndpoints;
+            w.second = std::max(w.second, hc.localEndpoints);
         }
     }
     for (auto it = hc_.begin(); it != hc_.end();) {
@@ -1229,9 +1232,6 @@ void Daemon::syncHealthChecks() {
             ++it;
         }
     }
-    const bool wildcard = cfg_.nodePortAddresses.empty() ||
-                          std::find(cfg_.nodePortAddresses.begin(), cfg_.nodePortAddresses.end(),
-                                    "0.0.0.0/0") != cfg_.nodePortAddresses.end();
     for (const auto& [port, w] : want) {
         auto& l = hc_[port];
         l.service = w.first;
@@ -1239,9 +1239,10 @@ void Daemon::syncHealthChecks() {
         if (l.server) {
             continue;
         }
-        // One listener per port for both families (kube-proxy opens one per family proxier).
-        const std::string addr =
-            wildcard ? "[::]:" + std::to_string(port) : "0.0.0.0:" + std::to_string(port);
+        // One listener per port for both families (kube-proxy opens one per family proxier),
+        // on every node address: nodePortAddresses does not narrow it (a difference the
+        // README states). IPv4-only where the node has no IPv6.
+        const std::string addr = "[::]:" + std::to_string(port);
         auto handler = [this, port = port](const HttpRequest&) {  // clang 14: no binding captures
             HttpResponse res;
             auto it = hc_.find(port);
@@ -1250,13 +1251,15 @@ void Daemon::syncHealthChecks() {
             res.status = local > 0 && healthy ? 200 : 503;
             res.contentType = "application/json";
             res.headers.emplace_back("X-Content-Type-Options", "nosniff");
+            // Read by weighted load balancers (GCP's) as the node's share, as kube-proxy sends.
+            res.headers.emplace_back("X-Load-Balancing-Endpoint-Weight", std::to_string(local));
             res.body =
                 serviceHealthBody(it == hc_.end() ? "" : it->second.service.ns,
                                   it == hc_.end() ? "" : it->second.service.name, local, healthy);
             return res;
         };
         auto s = HttpServer::listen(io_, addr, handler);
-        if (!s && wildcard) {
+        if (!s) {
             s = HttpServer::listen(io_, "0.0.0.0:" + std::to_string(port), handler);
         }
         if (s) {

@@ -271,6 +271,16 @@ class Daemon:
         except (urllib.error.URLError, OSError):
             return None, ""
 
+    def http_headers(self, url, timeout=15):
+        """(status, headers, body) of a GET; status None when nothing answered."""
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r:
+                return r.status, dict(r.headers), r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read().decode()
+        except (urllib.error.URLError, OSError):
+            return None, {}, ""
+
     def metrics(self):
         status, body = self.http("http://127.0.0.1:10249/metrics")
         if status != 200:

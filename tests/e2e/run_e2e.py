@@ -317,10 +317,14 @@ def health_check_node_port_follows_local_endpoints(env):
     doc = json.loads(body)
     assert doc == {"service": {"namespace": "default", "name": "hc"}, "localEndpoints": 1,
                    "serviceProxyHealthy": True}, doc
+    # Weighted load balancers read the node's share from this header, as kube-proxy sends it.
+    st, headers, _ = d.http_headers(url)
+    assert headers.get("X-Load-Balancing-Endpoint-Weight") == "1", headers
     env.api.apply(slice_("hc-1", "hc", [("http", 8080)], [ep(env, "c")]))
     st, body = wait_until(lambda: (lambda r: r if r[0] == 503 else None)(d.http(url)),
                           what="health check port 503")
     assert json.loads(body)["localEndpoints"] == 0
+    assert d.http_headers(url)[1].get("X-Load-Balancing-Endpoint-Weight") == "0"
     env.api.apply(slice_("hc-1", "hc", [("http", 8080)], [ep(env, "a"), ep(env, "b")]))
     st, body = wait_until(lambda: (lambda r: r if r[0] == 200 else None)(d.http(url)),
                           what="health check port 200 again")
