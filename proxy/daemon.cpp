@@ -235,6 +235,7 @@ class Daemon {
           syncTimer_(io_),
           verifyTimer_(io_),
           reapTimer_(io_),
+          serverRetryTimer_(io_),
           signalPipe_(io_),
           configWatch_(io_),
           start_(SteadyClock::now()),
@@ -485,6 +486,8 @@ class Daemon {
     asio::steady_timer syncTimer_;
     asio::steady_timer verifyTimer_;
     asio::steady_timer reapTimer_;
+    asio::steady_timer serverRetryTimer_;
+    int serverRetries_ = 0;
     asio::posix::stream_descriptor signalPipe_;
     asio::posix::stream_descriptor configWatch_;
     SteadyClock::time_point start_;
@@ -771,31 +774,53 @@ Result<void> Daemon::startClient() {
     return ok();
 }
 
+// Opens the health and metrics servers that are not open yet. A bind that fails (the
+// kube-proxy being replaced still holds the port, say) is retried every 5 s, as kube-proxy
+// retries it, unless bindAddressHardFail makes it fatal.
 Result<void> Daemon::startServers() {
-    auto bindFailed = [&](const char* what, const Error& e) -> Result<void> {
-        if (cfg_.bindAddressHardFail) {
-            return e.context(std::string("start the ") + what + " server");
-        }
-        log::error("Cannot start a server", {{"server", what}, {"error", e.message}});
-        return ok();
+    struct Server {
+        const char* what;
+        const std::string* address;
+        std::unique_ptr<HttpServer>* slot;
+        HttpResponse (Daemon::*serve)(const HttpRequest&);
     };
-    if (!cfg_.healthzBindAddress.empty()) {
-        auto s = HttpServer::listen(io_, cfg_.healthzBindAddress,
-                                    [this](const HttpRequest& r) { return serveHealthz(r); });
-        if (s) {
-            healthzServer_ = std::move(*s);
-        } else if (auto r = bindFailed("healthz", s.error()); !r) {
-            return r;
+    bool missing = false;
+    for (const Server& s :
+         {Server{"healthz", &cfg_.healthzBindAddress, &healthzServer_, &Daemon::serveHealthz},
+          Server{"metrics", &cfg_.metricsBindAddress, &metricsServer_, &Daemon::serveMetrics}}) {
+        if (s.address->empty() || *s.slot) {
+            continue;
         }
+        auto l = HttpServer::listen(io_, *s.address, [this, serve = s.serve](const HttpRequest& r) {
+            return (this->*serve)(r);
+        });
+        if (l) {
+            *s.slot = std::move(*l);
+            if (serverRetries_ > 0) {
+                log::info("Started a server", {{"server", s.what}, {"address", *s.address}});
+            }
+            continue;
+        }
+        if (cfg_.bindAddressHardFail) {
+            return l.error().context(std::string("start the ") + s.what + " server");
+        }
+        if (serverRetries_ == 0) {
+            log::error("Cannot start a server; retrying every 5 s",
+                       {{"server", s.what}, {"error", l.error().message}});
+        } else {
+            log::debug(2, "Cannot start a server",
+                       {{"server", s.what}, {"error", l.error().message}});
+        }
+        missing = true;
     }
-    if (!cfg_.metricsBindAddress.empty()) {
-        auto s = HttpServer::listen(io_, cfg_.metricsBindAddress,
-                                    [this](const HttpRequest& r) { return serveMetrics(r); });
-        if (s) {
-            metricsServer_ = std::move(*s);
-        } else if (auto r = bindFailed("metrics", s.error()); !r) {
-            return r;
-        }
+    if (missing && !stopping_) {
+        ++serverRetries_;
+        serverRetryTimer_.expires_after(std::chrono::seconds(5));
+        serverRetryTimer_.async_wait([this](auto ec) {
+            if (!ec && !stopping_) {
+                (void)startServers();
+            }
+        });
     }
     return ok();
 }
@@ -1415,6 +1440,7 @@ void Daemon::stop(int code, const std::string& why) {
     syncTimer_.cancel();
     verifyTimer_.cancel();
     reapTimer_.cancel();
+    serverRetryTimer_.cancel();
     signalPipe_.cancel(ec);
     configWatch_.cancel(ec);
     for (auto& a : api_) {

@@ -10,6 +10,7 @@ converge (as ipvsadm, ip and ipset show it), and checks what traffic actually do
 import argparse
 import json
 import os
+import socket
 import sys
 import time
 
@@ -258,6 +259,29 @@ def health_stays_up_while_the_first_lists_are_slow(env):
         env.api.call("POST", "release")
     d.wait_synced()
     assert d.http("http://127.0.0.1:10256/livez")[0] == 200
+
+
+@scenario
+def a_busy_health_port_is_retried(env):
+    """The kube-proxy being replaced may still hold 10256: kube-ipvs retries the bind every
+    5 s, as kube-proxy does, instead of running without its health server."""
+    d = env.daemon
+    assert d.stop() == 0
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("0.0.0.0", 10256))
+    holder.listen(1)
+    try:
+        d.start()
+        d.wait_synced()
+        assert "Cannot start a server" in d.log(), d.log()[-2000:]
+    finally:
+        holder.close()
+    status, body = wait_until(
+        lambda: (lambda r: r if r[0] == 200 else None)(d.http("http://127.0.0.1:10256/livez",
+                                                              timeout=2)),
+        timeout=15, what="/livez once the port is free")
+    assert body.startswith('{"lastUpdated": "'), body
 
 
 @scenario
