@@ -4,7 +4,9 @@
 // several events can share a chunk and one event can span many. The framer owns the buffer, so
 // the transport can hand it whatever bytes arrived. client-go reads the body as a sequence of
 // JSON values, so the reflector also accepts several events on one line and a last event with
-// no '\n' before the stream's end (takeRest()); an event spread over several lines is not.
+// no '\n' before the stream's end (takeRest()). Events are taken a line at a time, though: a
+// stream with no newlines at all is applied only when it ends, and an event spread over
+// several lines is not accepted.
 #pragma once
 
 #include <cstddef>
