@@ -526,8 +526,8 @@ class Daemon {
     std::unique_ptr<HttpServer> metricsServer_;
     struct HcListener {
         k8s::ObjectKey service;
-        std::uint32_t localEndpoints = 0;
-        std::unique_ptr<HttpServer> server;  // null while the port cannot be bound
+        std::array<std::uint32_t, 2> localEndpoints{};  // IPv4, IPv6
+        std::unique_ptr<HttpServer> server;             // null while the port cannot be bound
     };
     std::map<std::uint16_t, HcListener> hc_;
 
@@ -1236,16 +1236,13 @@ void Daemon::scheduleReap() {
 }
 
 void Daemon::syncHealthChecks() {
-    // port -> (Service, local endpoints over both families)
-    std::map<std::uint16_t, std::pair<k8s::ObjectKey, std::uint32_t>> want;
+    // port -> (Service, local endpoints per family)
+    std::map<std::uint16_t, std::pair<k8s::ObjectKey, std::array<std::uint32_t, 2>>> want;
     for (const auto& p : proxiers_) {
         for (const auto& [svc, hc] : p->healthChecks()) {
-            // A dual-stack Service's pods are counted by each family's proxier; the one
-            // listener answers both, with the larger count (kube-proxy's per-family
-            // listeners each give their own family's).
             auto& w = want[hc.port];
             w.first = svc;
-            w.second = std::max(w.second, hc.localEndpoints);
+            w.second[p->family() == net::Family::V4 ? 0 : 1] = hc.localEndpoints;
         }
     }
     for (auto it = hc_.begin(); it != hc_.end();) {
@@ -1266,12 +1263,15 @@ void Daemon::syncHealthChecks() {
         }
         // One listener per port for both families (kube-proxy opens one per family proxier),
         // on every node address: nodePortAddresses does not narrow it (a difference the
-        // README states). IPv4-only where the node has no IPv6.
+        // README states). IPv4-only where the node has no IPv6. Each family's load balancer
+        // gets its family's count, as from kube-proxy's per-family listeners.
         const std::string addr = "[::]:" + std::to_string(port);
-        auto handler = [this, port = port](const HttpRequest&) {  // clang 14: no binding captures
+        // clang 14: no binding captures
+        auto handler = [this, port = port](const HttpRequest& req) {
             HttpResponse res;
             auto it = hc_.find(port);
-            const std::uint32_t local = it == hc_.end() ? 0 : it->second.localEndpoints;
+            const std::uint32_t local =
+                it == hc_.end() ? 0 : it->second.localEndpoints[req.localIsV6 ? 1 : 0];
             const bool healthy = health_.healthy(SteadyClock::now());
             res.status = local > 0 && healthy ? 200 : 503;
             res.contentType = "application/json";
@@ -1284,7 +1284,10 @@ void Daemon::syncHealthChecks() {
             return res;
         };
         auto s = HttpServer::listen(io_, addr, handler);
-        if (!s) {
+        if (!s &&
+            (s.error().code.value() == EAFNOSUPPORT || s.error().code.value() == EADDRNOTAVAIL)) {
+            // A node without IPv6: IPv4 alone. Other errors (the port is taken) are reported
+            // as they are.
             s = HttpServer::listen(io_, "0.0.0.0:" + std::to_string(port), handler);
         }
         if (s) {

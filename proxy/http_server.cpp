@@ -87,6 +87,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
             HttpRequest r;
             r.method = std::string(req.method_string());
             r.target = std::string(req.target());
+            beast::error_code lec;
+            const auto local = stream_.socket().local_endpoint(lec).address();
+            r.localIsV6 = !lec && local.is_v6() && !local.to_v6().is_v4_mapped();
             HttpResponse out = owner_->handler ? owner_->handler(r) : HttpResponse::notFound();
             auto res = std::make_shared<http::response<http::string_body>>();
             res->version(req.version());

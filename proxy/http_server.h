@@ -25,6 +25,9 @@ namespace kipvs::proxy {
 struct HttpRequest {
     std::string method;
     std::string target;  // path and query, as sent
+    // The family of the address the client connected to (an IPv4-mapped IPv6 address is IPv4),
+    // so that one dual-stack listener can answer per family.
+    bool localIsV6 = false;
     std::string path() const { return target.substr(0, target.find('?')); }
 };
 

@@ -21,10 +21,11 @@ using tcp = asio::ip::tcp;
 namespace {
 
 // Sends raw request bytes and returns everything the server wrote until it closed.
-std::string exchange(std::uint16_t port, const std::string& raw) {
+std::string exchange(std::uint16_t port, const std::string& raw,
+                     const std::string& host = "127.0.0.1") {
     asio::io_context io;
     tcp::socket s(io);
-    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    s.connect(tcp::endpoint(asio::ip::make_address(host), port));
     asio::write(s, asio::buffer(raw));
     std::string out;
     boost::system::error_code ec;
@@ -43,8 +44,8 @@ struct Running {
     asio::io_context io;
     std::unique_ptr<HttpServer> server;
     std::thread thread;
-    explicit Running(HttpHandler h, HttpTimeouts t = {}) {
-        auto r = HttpServer::listen(io, "127.0.0.1:0", std::move(h), t);
+    explicit Running(HttpHandler h, HttpTimeouts t = {}, const std::string& at = "127.0.0.1:0") {
+        auto r = HttpServer::listen(io, at, std::move(h), t);
         REQUIRE(r.has_value());
         server = std::move(*r);
         thread = std::thread([this] { io.run(); });
@@ -191,4 +192,28 @@ TEST_CASE("at the connection limit, the longest-waiting connection makes room fo
     CHECK(ec == asio::error::eof);
     idle.back().read_some(asio::buffer(&b, 1), ec);
     CHECK(ec == asio::error::would_block);
+}
+
+TEST_CASE("a dual-stack listener tells the handler which family the client reached", "[http]") {
+    Running r(
+        [](const HttpRequest& req) {
+            HttpResponse res;
+            res.body = req.localIsV6 ? "v6" : "v4";
+            return res;
+        },
+        {}, "[::]:0");
+    const std::string get = "GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
+    const auto v4 = exchange(r.server->port(), get);
+    CHECK(v4.substr(v4.size() - 2) == "v4");  // IPv4-mapped on the IPv6 socket
+    asio::io_context io;
+    tcp::socket probe(io);
+    boost::system::error_code ec;
+    probe.connect(tcp::endpoint(asio::ip::make_address("::1"), r.server->port()), ec);
+    if (ec) {
+        WARN("no IPv6 loopback here (" << ec.message() << "): the IPv6 half is not checked");
+        return;
+    }
+    probe.close();
+    const auto v6 = exchange(r.server->port(), get, "::1");
+    CHECK(v6.substr(v6.size() - 2) == "v6");
 }
