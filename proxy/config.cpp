@@ -180,6 +180,15 @@ Result<std::int32_t> parseInt32(const std::string& where, std::string_view v) {
     return static_cast<std::int32_t>(x);
 }
 
+// A port for the deprecated --healthz-port / --metrics-port (0 disables the server).
+Result<std::int32_t> parsePort(const std::string& where, std::string_view v) {
+    auto p = parseInt32(where, v);
+    if (p && (*p < 0 || *p > 65535)) {
+        return bad(where, v, "is not a port (0 disables the server)");
+    }
+    return p;
+}
+
 Result<double> parseDouble(const std::string& where, std::string_view v) {
     const std::string s(v);
     char* end = nullptr;
@@ -310,23 +319,23 @@ const std::vector<Flag>& flagTable() {
          str(&Config::metricsBindAddress), "",
          "ip:port of the metrics server (/metrics, /healthz, /proxyMode, /configz); empty "
          "disables it. Default 127.0.0.1:10249."},
-        {"healthz-port", FlagKind::String, "healthzBindAddress",
+        {"healthz-port", FlagKind::String, "healthzPort",
          [](Config& c, const std::string& w, std::string_view v) -> R {
-             auto p = parseInt32(w, v);
+             auto p = parsePort(w, v);
              if (!p) {
                  return p.error();
              }
-             c.healthzBindAddress = *p == 0 ? "" : withPort(c.healthzBindAddress, "0.0.0.0", *p);
+             c.healthzPortFlag = *p;
              return ok_();
          },
          "", "Deprecated: the port of --healthz-bind-address; 0 disables."},
-        {"metrics-port", FlagKind::String, "metricsBindAddress",
+        {"metrics-port", FlagKind::String, "metricsPort",
          [](Config& c, const std::string& w, std::string_view v) -> R {
-             auto p = parseInt32(w, v);
+             auto p = parsePort(w, v);
              if (!p) {
                  return p.error();
              }
-             c.metricsBindAddress = *p == 0 ? "" : withPort(c.metricsBindAddress, "127.0.0.1", *p);
+             c.metricsPortFlag = *p;
              return ok_();
          },
          "", "Deprecated: the port of --metrics-bind-address; 0 disables."},
@@ -1103,6 +1112,9 @@ void applyFileDefaults(Config& c) {
     if (cc.burst == 0) {
         cc.burst = d.clientConnection.burst;
     }
+    if (c.logging.format.empty()) {
+        c.logging.format = d.logging.format;
+    }
 }
 
 }  // namespace
@@ -1229,6 +1241,14 @@ Result<Config> parseCommandLine(const std::vector<std::string>& args) {
         }
         if (origins.count("metricsBindAddress") == 0) {
             cfg.metricsBindAddress = "[::1]:10249";
+        }
+    }
+    // The deprecated port flags change the port of the address the server has by now.
+    for (auto [port, address, host] :
+         {std::tuple{cfg.healthzPortFlag, &cfg.healthzBindAddress, "0.0.0.0"},
+          std::tuple{cfg.metricsPortFlag, &cfg.metricsBindAddress, "127.0.0.1"}}) {
+        if (port) {
+            *address = *port == 0 ? "" : withPort(*address, host, *port);
         }
     }
     if (cfg.mode.empty()) {

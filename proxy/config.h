@@ -95,6 +95,10 @@ struct Config {
     std::string writeConfigTo;  // --write-config-to
     bool showVersion = false;
     bool showHelp = false;
+    // The deprecated --healthz-port / --metrics-port: applied after every other flag (and the
+    // IPv6 defaults), to whatever address the servers then have.
+    std::optional<std::int32_t> healthzPortFlag;
+    std::optional<std::int32_t> metricsPortFlag;
 
     // ---- kube-ipvs extensions ----
     // How VIPs are made local: "address" (kube-proxy's way) or "route" (ipvs/addresses.h).

@@ -179,6 +179,13 @@ TEST_CASE("detect-local modes and the deprecated port flags", "[config]") {
         {"--proxy-mode=ipvs", "--healthz-bind-address=[::1]:10256", "--healthz-port=20256"});
     REQUIRE(hostKept.has_value());
     CHECK(hostKept->healthzBindAddress == "[::1]:20256");
+    // Applied after every other flag, to the address the IPv6 bind address defaults to.
+    auto late = parseCommandLine({"--proxy-mode=ipvs", "--healthz-port=20256",
+                                  "--bind-address=fd00::5", "--metrics-port=0"});
+    REQUIRE(late.has_value());
+    CHECK(late->healthzBindAddress == "[::]:20256");
+    CHECK(late->metricsBindAddress.empty());
+    CHECK_FALSE(parseCommandLine({"--proxy-mode=ipvs", "--healthz-port=70000"}).has_value());
 }
 
 TEST_CASE("an IPv6 bind address moves the server defaults to IPv6", "[config]") {
@@ -375,6 +382,9 @@ ipvs:
   tcpTimeout: 0s
   udpTimeout: 0s
 kind: KubeProxyConfiguration
+logging:
+  format: ""
+  verbosity: 0
 metricsBindAddress: ""
 mode: ipvs
 nodePortAddresses: null
@@ -404,6 +414,7 @@ winkernel:
     CHECK(c.conntrack.tcpEstablishedTimeout == Duration(24h));
     CHECK(c.clusterCIDR == "10.244.0.0/16");
     CHECK_FALSE(hasWarning(c, "udpIdleTimeout"));  // 0s: nothing to warn about
+    CHECK(c.logging.format == "text");
 
     // An address without a port gets the default port; an IPv6 bind address moves the
     // defaults of empty ones to IPv6, as kube-proxy's defaulting does.
