@@ -661,12 +661,9 @@ Result<void> Daemon::createProxiers() {
         pc.excludeCidrs = cidrsOf(cfg_.ipvs.excludeCIDRs, f);
         pc.nodePortPrimary = primary;
         if (!primary) {
+            // None of this family (CIDRs of the other only) matches all, as in kube-proxy
+            // (reference §3.2).
             pc.nodePortCidrs = cidrsOf(cfg_.nodePortAddresses, f);
-            if (!cfg_.nodePortAddresses.empty() && pc.nodePortCidrs.empty()) {
-                // CIDRs were given, none of this family: no NodePorts in this family.
-                pc.nodePortCidrs.push_back(
-                    *net::Cidr::parse(f == net::Family::V4 ? "255.255.255.255/32" : "ff00::/128"));
-            }
         }
         if (auto b = net::IpAddress::parse(cfg_.bindAddress); b && !b->isUnspecified()) {
             pc.bindAddress = *b;

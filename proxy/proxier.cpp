@@ -715,13 +715,14 @@ NodeContext Proxier::nodeContext() const {
             }
         }
     }
-    if (cfg_.nodePortPrimary) {
-        if (n.hasNodeIp &&
-            std::binary_search(nodeAddresses_.begin(), nodeAddresses_.end(), n.nodeIp)) {
+    if (cfg_.nodePortPrimary && n.hasNodeIp) {
+        if (std::binary_search(nodeAddresses_.begin(), nodeAddresses_.end(), n.nodeIp)) {
             n.nodePortIps.push_back(n.nodeIp);
         }
         return n;
     }
+    // "primary" with no node IP of this family leaves no CIDR of it: all addresses, as
+    // kube-proxy's replacement of "primary" by the node IPs' /32 and /128 does.
     const bool all = cfg_.nodePortCidrs.empty() ||
                      std::any_of(cfg_.nodePortCidrs.begin(), cfg_.nodePortCidrs.end(),
                                  [](const net::Cidr& c) { return c.isAll(); });

@@ -1331,6 +1331,22 @@ TEST_CASE("nodePortAddresses primary means the node's own IP only", "[proxier]")
           std::vector<std::string>{"10.96.0.20:80/TCP ->", "192.168.1.10:30080/TCP ->"});
 }
 
+// kube-proxy replaces "primary" by the node IPs' /32 and /128, and a family with no CIDR of its
+// own matches every address (reference §3.2): the Node here has an IPv4 address only.
+TEST_CASE("nodePortAddresses primary without a node IP of the family means all its addresses",
+          "[proxier]") {
+    Fixture f(net::Family::V6);
+    f.cfg.nodePortPrimary = true;
+    auto& p = f.start();
+    p.onServiceUpsert(ServiceBuilder("default", "np", "10.96.0.20")
+                          .dual("fd00:96::20")
+                          .type(k8s::ServiceType::NodePort)
+                          .port("p", 80, Protocol::TCP, 30080));
+    REQUIRE(f.sync());
+    CHECK(f.table() ==
+          std::vector<std::string>{"[fd00:1::10]:30080/TCP ->", "[fd00:96::20]:80/TCP ->"});
+}
+
 TEST_CASE("a deleted Node keeps its addresses and loses its zone", "[proxier]") {
     Fixture f;
     f.cfg.nodePortPrimary = true;
