@@ -1194,17 +1194,19 @@ void Daemon::compareStep(const std::shared_ptr<CompareRun>& run) {
                 {"longestStepSeconds", run->longestStepSeconds},
                 {"drift", run->drift},
                 {"readPausedSeconds", run->readPausedSeconds}});
-    if (run->drift || std::any_of(proxiers_.begin(), proxiers_.end(),
-                                  [](const auto& p) { return p->pending(); })) {
-        changed();
-    } else {
+    if (!run->drift) {
         // The pass found the kernel as desired: what kube-proxy's periodic sync (every
         // syncPeriod) reports in this gauge, so alerts on its age hold on a quiet cluster.
+        // A family with changes still to program waits for their sync.
         for (const auto& p : proxiers_) {
-            if (p->initialized()) {
+            if (p->initialized() && !p->pending()) {
                 lastSyncedGauge(p->family()).set(static_cast<double>(wallNowNs()) / 1e9);
             }
         }
+    }
+    if (run->drift || std::any_of(proxiers_.begin(), proxiers_.end(),
+                                  [](const auto& p) { return p->pending(); })) {
+        changed();
     }
     scheduleVerify();
 }
