@@ -9,7 +9,9 @@
 
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
+#include <tuple>
 
 extern char** environ;
 
@@ -304,6 +306,46 @@ Result<void> ExecIptables::restore(net::Family f, const std::string& payload) {
             argv[0] + ": exit status " + std::to_string(r->exitStatus) + ": " + trimmed(r->err)};
     }
     return ok();
+}
+
+Result<std::string> ExecIptables::version(net::Family f) {
+    const std::vector<std::string> argv{f == net::Family::V4 ? config_.restore4 : config_.restore6,
+                                        "--version"};
+    auto r = runProcess(argv, "", config_.timeout);
+    if (!r) {
+        return r.error();
+    }
+    if (r->exitStatus != 0) {
+        return Error{
+            std::error_code(EIO, std::generic_category()),
+            argv[0] + ": exit status " + std::to_string(r->exitStatus) + ": " + trimmed(r->err)};
+    }
+    return r->out;
+}
+
+std::optional<bool> supportsRandomFully(std::string_view versionOutput) {
+    // The first "v<major>.<minor>[.<patch>]".
+    const char* end = versionOutput.data() + versionOutput.size();
+    for (std::size_t at = versionOutput.find('v'); at != std::string_view::npos;
+         at = versionOutput.find('v', at + 1)) {
+        int major = 0;
+        int minor = 0;
+        int patch = 0;
+        const auto r1 = std::from_chars(versionOutput.data() + at + 1, end, major);
+        if (r1.ec != std::errc() || r1.ptr == end || *r1.ptr != '.') {
+            continue;
+        }
+        const auto r2 = std::from_chars(r1.ptr + 1, end, minor);
+        if (r2.ec != std::errc()) {
+            continue;
+        }
+        if (r2.ptr != end && *r2.ptr == '.' &&
+            std::from_chars(r2.ptr + 1, end, patch).ec != std::errc()) {
+            patch = 0;
+        }
+        return std::tie(major, minor, patch) >= std::make_tuple(1, 6, 2);
+    }
+    return std::nullopt;
 }
 
 std::optional<std::string_view> saveSection(std::string_view save, std::string_view table) {

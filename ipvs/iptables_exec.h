@@ -42,6 +42,8 @@ class ExecIptables final : public Iptables {
     // two (starting the tool costs more than the dump). A table the output lacks (legacy
     // iptables lists only loaded tables) is saved on its own, which loads it.
     Result<std::string> saveNatFilter(net::Family f) override;
+    // `<restore> --version`, e.g. "iptables-restore v1.8.9 (nf_tables)".
+    Result<std::string> version(net::Family f);
 
   private:
     ExecIptablesConfig config_;
@@ -56,6 +58,10 @@ struct ProcessResult {
 // Runs argv (argv[0] looked up in PATH) with `input` on its stdin and returns what it wrote.
 // The child gets default signal dispositions and an empty signal mask, and no descriptor of
 // ours beyond 0-2. On timeout it is killed and the error says so. Not an error: a non-zero exit.
+// Whether the iptables whose `--version` printed `versionOutput` has MASQUERADE's
+// --random-fully (1.6.2 and later), or nullopt when the output holds no version.
+std::optional<bool> supportsRandomFully(std::string_view versionOutput);
+
 // The "*table" ... "COMMIT" section of `table` in iptables-save output, or nullopt.
 std::optional<std::string_view> saveSection(std::string_view save, std::string_view table);
 

@@ -651,6 +651,17 @@ Result<void> Daemon::createProxiers() {
     if (families.empty()) {
         return Error::invalid("neither iptables nor ip6tables works on this node");
     }
+    // MASQUERADE --random-fully only where iptables has it (1.6.2 on), as kube-proxy checks;
+    // asked once (both families' tools come from one package). An unknown version keeps it:
+    // every iptables of the last years has it.
+    bool randomFully = true;
+    if (auto v = iptables_.version(families.front()); v) {
+        randomFully = ipvs::supportsRandomFully(*v).value_or(true);
+        if (!randomFully) {
+            log::warning("iptables is older than 1.6.2: masquerading without --random-fully",
+                         {{"version", v->substr(0, v->find('\n'))}});
+        }
+    }
     const bool primary =
         cfg_.nodePortAddresses.size() == 1 && cfg_.nodePortAddresses[0] == "primary";
     for (auto f : families) {
@@ -668,6 +679,7 @@ Result<void> Daemon::createProxiers() {
         if (auto b = net::IpAddress::parse(cfg_.bindAddress); b && !b->isUnspecified()) {
             pc.bindAddress = *b;
         }
+        pc.rules.randomFully = randomFully;
         pc.rules.masqueradeBit = cfg_.iptables.masqueradeBit;
         pc.rules.masqueradeAll = cfg_.iptables.masqueradeAll;
         pc.rules.localDetector = localDetector(f);

@@ -196,3 +196,24 @@ TEST_CASE("saveSection finds a table's section only at a line start", "[exec]") 
     CHECK_FALSE(saveSection("*nat\n-A X\n", "nat").has_value());  // cut off: no COMMIT
     CHECK_FALSE(saveSection("*natural\nCOMMIT\n", "nat").has_value());
 }
+
+TEST_CASE("--random-fully is used from iptables 1.6.2 on, as kube-proxy checks", "[exec]") {
+    CHECK(supportsRandomFully("iptables-restore v1.8.9 (nf_tables)\n") == true);
+    CHECK(supportsRandomFully("iptables-restore v1.6.2\n") == true);
+    CHECK(supportsRandomFully("ip6tables-restore v1.10.0 (legacy)\n") == true);
+    CHECK(supportsRandomFully("iptables-restore v1.6.1\n") == false);
+    CHECK(supportsRandomFully("iptables-restore v1.4.21\n") == false);
+    CHECK(supportsRandomFully("iptables v1.6\n") == false);
+    CHECK_FALSE(supportsRandomFully("no version here").has_value());
+    CHECK_FALSE(supportsRandomFully("").has_value());
+}
+
+TEST_CASE("ExecIptables reads the version of the binary it runs", "[exec]") {
+    const Script tool("echo \"fake-restore v1.6.1 ($1)\"\n");
+    ExecIptablesConfig cfg;
+    cfg.restore4 = tool.path;
+    auto v = ExecIptables(cfg).version(kipvs::net::Family::V4);
+    REQUIRE(kipvs::test::succeeded(v));
+    CHECK(*v == "fake-restore v1.6.1 (--version)\n");
+    CHECK(supportsRandomFully(*v) == false);
+}
