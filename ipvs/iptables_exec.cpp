@@ -275,6 +275,22 @@ Result<ProcessResult> runProcess(const std::vector<std::string>& argv, std::stri
     return res;
 }
 
+namespace {
+
+// runProcess, with a non-zero exit status as an error that carries the tool's stderr.
+Result<ProcessResult> runSucceeding(const std::vector<std::string>& argv, std::string_view input,
+                                    std::chrono::milliseconds timeout) {
+    auto r = runProcess(argv, input, timeout);
+    if (r && r->exitStatus != 0) {
+        return Error{
+            std::error_code(EIO, std::generic_category()),
+            argv[0] + ": exit status " + std::to_string(r->exitStatus) + ": " + trimmed(r->err)};
+    }
+    return r;
+}
+
+}  // namespace
+
 ExecIptablesConfig ExecIptablesConfig::forBackend(std::string_view backend) {
     const std::string b(backend);
     ExecIptablesConfig c;
@@ -296,14 +312,9 @@ Result<void> ExecIptables::restore(net::Family f, const std::string& payload) {
                                   "100000",
                                   "--noflush",
                                   "--counters"};
-    auto r = runProcess(argv, payload, config_.timeout);
+    auto r = runSucceeding(argv, payload, config_.timeout);
     if (!r) {
         return r.error();
-    }
-    if (r->exitStatus != 0) {
-        return Error{
-            std::error_code(EIO, std::generic_category()),
-            argv[0] + ": exit status " + std::to_string(r->exitStatus) + ": " + trimmed(r->err)};
     }
     return ok();
 }
@@ -311,16 +322,11 @@ Result<void> ExecIptables::restore(net::Family f, const std::string& payload) {
 Result<std::string> ExecIptables::version(net::Family f) {
     const std::vector<std::string> argv{f == net::Family::V4 ? config_.restore4 : config_.restore6,
                                         "--version"};
-    auto r = runProcess(argv, "", config_.timeout);
+    auto r = runSucceeding(argv, "", config_.timeout);
     if (!r) {
         return r.error();
     }
-    if (r->exitStatus != 0) {
-        return Error{
-            std::error_code(EIO, std::generic_category()),
-            argv[0] + ": exit status " + std::to_string(r->exitStatus) + ": " + trimmed(r->err)};
-    }
-    return r->out;
+    return std::move(r->out);
 }
 
 std::optional<bool> supportsRandomFully(std::string_view versionOutput) {
