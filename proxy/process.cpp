@@ -11,6 +11,7 @@
 #include <iterator>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace kipvs::proxy {
 
@@ -42,48 +43,51 @@ bool releaseFreeHeap() {
 std::optional<ProcessStats> readProcessStats() {
     std::ifstream f("/proc/self/stat");
     const std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses; fields count from
-    // after the last ')'. utime and stime are fields 14 and 15, vsize 23, rss 24 (proc(5)).
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so the fields are
+    // counted from after the last ')', where field 3 (state) begins (proc(5)).
     const auto close = stat.rfind(')');
     if (close == std::string::npos) {
         return std::nullopt;
     }
     std::istringstream in(stat.substr(close + 1));
-    std::string field;
-    ProcessStats s;
-    double utime = 0;
-    double stime = 0;
-    double rssPages = 0;
-    for (int i = 3; i <= 24 && (in >> field); ++i) {
-        if (i == 14 || i == 15 || i == 23 || i == 24) {
-            double v = 0;
-            try {
-                v = std::stod(field);
-            } catch (const std::exception&) {
-                return std::nullopt;
-            }
-            (i == 14 ? utime : i == 15 ? stime : i == 23 ? s.virtualBytes : rssPages) = v;
+    const std::vector<std::string> fields{std::istream_iterator<std::string>(in),
+                                          std::istream_iterator<std::string>()};
+    const auto field = [&fields](std::size_t n) -> std::optional<double> {
+        if (n - 3 >= fields.size()) {
+            return std::nullopt;
         }
-        if (i == 24) {
-            const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
-            s.cpuSeconds = (utime + stime) / (ticks > 0 ? ticks : 100);
-            s.residentBytes = rssPages * static_cast<double>(sysconf(_SC_PAGESIZE));
-            if (DIR* d = opendir("/proc/self/fd")) {
-                int n = 0;
-                while (const dirent* e = readdir(d)) {
-                    n += e->d_name[0] != '.' ? 1 : 0;
-                }
-                closedir(d);
-                s.openFds = n - 1;  // not the directory's own descriptor
-            }
-            rlimit lim{};
-            if (getrlimit(RLIMIT_NOFILE, &lim) == 0) {
-                s.maxFds = static_cast<double>(lim.rlim_cur);
-            }
-            return s;
+        try {
+            return std::stod(fields[n - 3]);
+        } catch (const std::exception&) {
+            return std::nullopt;
         }
+    };
+    // utime and stime (fields 14 and 15) in clock ticks, vsize (23) in bytes, rss (24) in pages.
+    const auto utime = field(14);
+    const auto stime = field(15);
+    const auto vsize = field(23);
+    const auto rss = field(24);
+    if (!utime || !stime || !vsize || !rss) {
+        return std::nullopt;
     }
-    return std::nullopt;
+    ProcessStats s;
+    const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+    s.cpuSeconds = (*utime + *stime) / (ticks > 0 ? ticks : 100);
+    s.virtualBytes = *vsize;
+    s.residentBytes = *rss * static_cast<double>(sysconf(_SC_PAGESIZE));
+    if (DIR* d = opendir("/proc/self/fd")) {
+        int n = 0;
+        while (const dirent* e = readdir(d)) {
+            n += e->d_name[0] != '.' ? 1 : 0;
+        }
+        closedir(d);
+        s.openFds = n - 1;  // not the directory's own descriptor
+    }
+    rlimit lim{};
+    if (getrlimit(RLIMIT_NOFILE, &lim) == 0) {
+        s.maxFds = static_cast<double>(lim.rlim_cur);
+    }
+    return s;
 }
 
 }  // namespace kipvs::proxy
