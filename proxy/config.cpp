@@ -1078,13 +1078,13 @@ void applyFileDefaults(Config& c) {
     if (c.bindAddress.empty()) {
         c.bindAddress = d.bindAddress;
     }
-    for (auto [field, value, port] : {std::tuple<const char*, std::string*, std::uint16_t>{
-                                          "healthzBindAddress", &c.healthzBindAddress, 10256},
-                                      {"metricsBindAddress", &c.metricsBindAddress, 10249}}) {
+    for (auto [field, value, fallback, port] :
+         {std::tuple<const char*, std::string*, const std::string*, std::uint16_t>{
+              "healthzBindAddress", &c.healthzBindAddress, &d.healthzBindAddress, 10256},
+          {"metricsBindAddress", &c.metricsBindAddress, &d.metricsBindAddress, 10249}}) {
         if (value->empty()) {
             // The default, which follows an IPv6 bindAddress (parseCommandLine).
-            *value = field == std::string_view("healthzBindAddress") ? d.healthzBindAddress
-                                                                     : d.metricsBindAddress;
+            *value = *fallback;
             c.origins.erase(field);
         } else {
             appendPortIfNeeded(*value, port);
