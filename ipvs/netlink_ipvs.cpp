@@ -383,6 +383,15 @@ Result<void> NetlinkIpvs::resetSocket(std::unique_ptr<Socket>& s) {
     return ok();
 }
 
+Result<NetlinkIpvs::Socket*> NetlinkIpvs::mainSocket() {
+    if (!main_) {
+        if (auto r = resetSocket(main_); !r) {
+            return r.error();
+        }
+    }
+    return main_.get();
+}
+
 Result<NetlinkIpvs::Socket*> NetlinkIpvs::walkSocket() {
     if (!walk_) {
         if (auto r = resetSocket(walk_); !r) {
@@ -395,7 +404,11 @@ Result<NetlinkIpvs::Socket*> NetlinkIpvs::walkSocket() {
 template <class Build, class OnData>
 Result<void> NetlinkIpvs::request(const std::string& what, Build&& build, OnData&& onData,
                                   int* kernelError) {
-    Socket& s = *main_;
+    auto ms = mainSocket();
+    if (!ms) {
+        return ms.error().context(what);
+    }
+    Socket& s = **ms;
     sendBuf_.clear();
     const auto h = s.header(NLM_F_ACK);
     build(sendBuf_, h);
@@ -502,17 +515,22 @@ Result<std::optional<ServiceEntry>> NetlinkIpvs::service(const ServiceKey& key) 
 }
 
 Result<std::vector<ServiceEntry>> NetlinkIpvs::services() {
+    auto ms = mainSocket();
+    if (!ms) {
+        return ms.error().context("IPVS dump services");
+    }
+    Socket& s = **ms;
     std::vector<ServiceEntry> out;
     sendBuf_.clear();
-    const auto h = main_->header(0);
+    const auto h = s.header(0);
     codec::appendGetServices(sendBuf_, h);
-    if (const int e = main_->send(sendBuf_); e != 0) {
+    if (const int e = s.send(sendBuf_); e != 0) {
         return Error::sys(e, "IPVS dump services");
     }
     const std::uint32_t seqs[1] = {h.seq};
     int err[1] = {0};
     std::string extack[1];
-    auto r = readReplies(*main_, seqs, err, extack,
+    auto r = readReplies(s, seqs, err, extack,
                          [&](std::size_t, const codec::Message& m) -> Result<void> {
                              auto e = codec::decodeService(m.bytes);
                              if (e) {
@@ -590,8 +608,12 @@ Result<void> dumpDests(NetlinkIpvs::Socket& s, std::vector<std::uint8_t>& buf,
 }  // namespace
 
 Result<std::vector<DestEntry>> NetlinkIpvs::dests(const ServiceKey& key) {
+    auto ms = mainSocket();
+    if (!ms) {
+        return ms.error().context("IPVS dump dests");
+    }
     std::vector<DestEntry> out;
-    auto r = dumpDests(*main_, sendBuf_, key, out, true);
+    auto r = dumpDests(**ms, sendBuf_, key, out, true);
     if (!r) {
         const int code = r.error().code.value();
         if (code != ESRCH && code != ENOENT) {
@@ -608,15 +630,20 @@ Result<void> NetlinkIpvs::walk(const ServiceVisitor& fn, const ServiceFilter& wa
         return ws.error();
     }
     Socket& destSock = **ws;
+    auto ms = mainSocket();
+    if (!ms) {
+        return ms.error().context("IPVS walk");
+    }
+    Socket& mainSock = **ms;
     std::vector<std::uint8_t> destBuf;
     const auto& beforeStep = options_.beforeReadStep;
     sendBuf_.clear();
-    const auto h = main_->header(0);
+    const auto h = mainSock.header(0);
     codec::appendGetServices(sendBuf_, h);
     if (beforeStep) {
         beforeStep();
     }
-    if (const int e = main_->send(sendBuf_); e != 0) {
+    if (const int e = mainSock.send(sendBuf_); e != 0) {
         return Error::sys(e, "IPVS walk");
     }
     bool destSockDirty = false;
@@ -626,7 +653,7 @@ Result<void> NetlinkIpvs::walk(const ServiceVisitor& fn, const ServiceFilter& wa
     // The service dump stays open on one socket while each service's dests are dumped on the
     // other: memory stays at one dump datagram plus one service's dests.
     auto r = readReplies(
-        *main_, seqs, err, extack,
+        mainSock, seqs, err, extack,
         [&](std::size_t, const codec::Message& m) -> Result<void> {
             auto e = codec::decodeService(m.bytes);
             if (!e) {
@@ -732,7 +759,12 @@ void NetlinkIpvs::exchange(std::span<const Op> ops, std::span<const Item> items,
     if (n == 0) {
         return;
     }
-    Socket& s = *main_;
+    auto ms = mainSocket();
+    if (!ms) {
+        errs.assign(n, ms.error().code.value() != 0 ? ms.error().code.value() : EIO);
+        return;
+    }
+    Socket& s = **ms;
     RecvSlots& slots = s.ackSlots();
     std::vector<bool> done(n, false);
     std::size_t remaining = n;

@@ -97,6 +97,9 @@ class NetlinkIpvs final : public Ipvs {
     // Replaces a socket whose stream may hold leftovers of an aborted exchange.
     Result<void> resetSocket(std::unique_ptr<Socket>& s);
     Result<Socket*> walkSocket();
+    // The request socket, opened again if a reset could not reopen it (EMFILE, ENOMEM, or
+    // ip_vs unloaded at that moment): an error then, never a null socket.
+    Result<Socket*> mainSocket();
 
     Options options_;
     std::unique_ptr<Socket> main_;

@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +18,8 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -775,4 +778,83 @@ TEST_CASE("counters after real traffic match ipvsadm --stats", "[kernel][ipvs][t
     CHECK(svc[0].stats.outPackets >= 9);
     CHECK(svc[0].stats.inBytes > 0);
     CHECK(svc[0].stats.outBytes > 0);
+}
+
+namespace {
+// This process's NETLINK_GENERIC sockets in the current network namespace, by descriptor.
+std::vector<int> genericNetlinkFds() {
+    std::set<std::string> inodes;
+    std::ifstream table("/proc/net/netlink");
+    std::string line;
+    std::getline(table, line);  // header: sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+    while (std::getline(table, line)) {
+        std::istringstream in(line);
+        std::string sk, eth, pid, groups, rmem, wmem, dump, locks, drops, inode;
+        in >> sk >> eth >> pid >> groups >> rmem >> wmem >> dump >> locks >> drops >> inode;
+        if (eth == "16") {  // NETLINK_GENERIC
+            inodes.insert("socket:[" + inode + "]");
+        }
+    }
+    std::vector<int> fds;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+        std::error_code ec;
+        const auto target = std::filesystem::read_symlink(e.path(), ec);
+        if (!ec && inodes.count(target.string()) != 0) {
+            fds.push_back(std::stoi(e.path().filename().string()));
+        }
+    }
+    return fds;
+}
+}  // namespace
+
+// A transport failure resets the request socket; if the new one cannot be opened (here no
+// descriptor is free), the next requests fail with that error, and a later one opens a socket
+// again.
+TEST_CASE("a socket that cannot be reopened after a failure is an error, then reopened",
+          "[kernel][ipvs]") {
+    freshNetns();
+    auto ipvs = openIpvs();
+    requireAllSucceeded(
+        ipvs->apply(std::vector<Op>{Op::addService(vs("10.96.0.1", 80, Protocol::TCP))}));
+    rlimit saved{};
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+    const int devNull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    REQUIRE(devNull >= 0);
+    int replaced = 0;
+    NetlinkIpvs::Options o;
+    std::unique_ptr<NetlinkIpvs> victim;
+    // Before the walk reads its first reply: both of its sockets become /dev/null, so the read
+    // fails (ENOTSOCK), and no descriptor is free for a new socket.
+    o.beforeReadStep = [&] {
+        if (replaced++ != 1) {
+            return;
+        }
+        for (const int fd : genericNetlinkFds()) {
+            if (fd != devNull) {
+                ::dup2(devNull, fd);
+            }
+        }
+        rlimit low = saved;
+        low.rlim_cur = 3;
+        ::setrlimit(RLIMIT_NOFILE, &low);
+    };
+    victim = openIpvs(o);
+    auto walked = victim->walk([](const ServiceEntry&, std::span<const DestEntry>) {});
+    CHECK_FALSE(walked.has_value());
+    REQUIRE(replaced >= 2);
+    auto listed = victim->services();
+    REQUIRE_FALSE(listed.has_value());
+    // libnl reports socket()'s EMFILE as a failure of its own, without the errno.
+    CHECK(listed.error().message.find("generic netlink connect") != std::string::npos);
+    auto applied =
+        victim->apply(std::vector<Op>{Op::addService(vs("10.96.0.2", 80, Protocol::TCP))});
+    REQUIRE(applied.size() == 1);
+    CHECK(applied[0].outcome == Outcome::Failed);
+    CHECK(applied[0].error != 0);
+
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &saved) == 0);
+    ::close(devNull);
+    listed = victim->services();
+    REQUIRE(listed.has_value());
+    CHECK(listed->size() == 1);
 }
