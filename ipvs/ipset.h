@@ -108,17 +108,21 @@ struct SetOp {
     SetEntry entry;
 };
 
-class Ipset {
+// Reads a set's members; all the periodic verification needs of the sets.
+class IpsetLister {
   public:
-    virtual ~Ipset() = default;
+    virtual ~IpsetLister() = default;
+    virtual Result<std::vector<SetEntry>> list(const std::string& name) = 0;
+};
 
+class Ipset : public IpsetLister {
+  public:
     // Names of every set in the kernel (ours and others').
     virtual Result<std::vector<std::string>> setNames() = 0;
     virtual Result<std::optional<SetInfo>> info(const std::string& name) = 0;
     // Creates the set, or does nothing if one with this name, type and family exists.
     // A same-named set of another type or family is an error naming both.
     virtual Result<void> create(const SetSpec& spec) = 0;
-    virtual Result<std::vector<SetEntry>> list(const std::string& name) = 0;
     // Applies adds and deletes to one set, batched. Adding a present entry and deleting an
     // absent one succeed. Returns one result per op, in order; a failure (e.g. the set is full
     // at maxelem) carries libipset's message.

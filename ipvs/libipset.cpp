@@ -13,6 +13,7 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstdarg>
@@ -220,21 +221,49 @@ void LibIpset::SessionDeleter::operator()(ipset_session* s) const {
     ipset_session_fini(s);
 }
 
+namespace {
+std::atomic<bool> libipsetInUse{false};
+}  // namespace
+
+LibIpset::Registration::~Registration() {
+    if (held) {
+        libipsetInUse.store(false);
+    }
+}
+
 LibIpset::~LibIpset() = default;
 
 Result<std::unique_ptr<LibIpset>> LibIpset::open() {
+    std::unique_ptr<LibIpset> self(new LibIpset());
+    if (libipsetInUse.exchange(true)) {
+        return Error{std::make_error_code(std::errc::device_or_resource_busy),
+                     "libipset: another session is open in this process (libipset's state is "
+                     "process-wide; read sets with NetlinkIpsetLister)"};
+    }
+    self->registration_.held = true;
     // Registers libipset's set types once per process (it ignores later calls).
     ipset_load_types();
-    std::unique_ptr<LibIpset> self(new LibIpset());
     if (auto r = self->newSession(); !r) {
         return r.error();
     }
+    auto lister = NetlinkIpsetLister::open();
+    if (!lister) {
+        return lister.error();
+    }
+    self->lister_ = std::move(*lister);
+    return self;
+}
+
+NetlinkIpsetLister::NetlinkIpsetLister(std::unique_ptr<hostnl::Socket> s) : nfnl_(std::move(s)) {}
+NetlinkIpsetLister::~NetlinkIpsetLister() = default;
+
+Result<std::unique_ptr<NetlinkIpsetLister>> NetlinkIpsetLister::open() {
     auto sock = hostnl::Socket::open(NETLINK_NETFILTER);
     if (!sock) {
         return sock.error().context("ipset netlink socket");
     }
-    self->nfnl_ = std::make_unique<hostnl::Socket>(std::move(*sock));
-    return self;
+    return std::unique_ptr<NetlinkIpsetLister>(
+        new NetlinkIpsetLister(std::make_unique<hostnl::Socket>(std::move(*sock))));
 }
 
 Result<void> LibIpset::newSession() {
@@ -451,6 +480,10 @@ Result<void> LibIpset::create(const SetSpec& spec) {
 }
 
 Result<std::vector<SetEntry>> LibIpset::list(const std::string& name) {
+    return lister_->list(name);
+}
+
+Result<std::vector<SetEntry>> NetlinkIpsetLister::list(const std::string& name) {
     const std::string what = "ipset list " + name;
     if (!validName(name)) {
         return badName(what, name);

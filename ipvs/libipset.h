@@ -15,10 +15,12 @@
 // libipset's netlink socket comes from libmnl without close-on-exec; LibIpset sets the flag on
 // it when it opens a session.
 //
-// libipset keeps process-wide state (its registry of set types and a cache of set name ->
-// type). One LibIpset should be used from one thread at a time; the cache entry of a set is
-// dropped before each apply() so that a set recreated by someone else with another type is
-// seen as it is now.
+// libipset keeps process-wide state without a lock: its registry of set types and a cache of
+// set name -> type, which every add and delete reads and which ending *any* session frees.
+// So one LibIpset may be open in the process at a time (open() refuses a second), used from
+// one thread at a time; other threads read sets with a NetlinkIpsetLister, which does not use
+// libipset. The cache entry of a set is dropped before each apply() so that a set recreated
+// by someone else with another type is seen as it is now.
 #pragma once
 
 #include <memory>
@@ -33,9 +35,23 @@ namespace hostnl {
 class Socket;
 }
 
+// Lists sets through a netlink socket of its own (ipset_netlink.h), without libipset: any
+// number may be open, on any threads, beside the one LibIpset.
+class NetlinkIpsetLister final : public IpsetLister {
+  public:
+    static Result<std::unique_ptr<NetlinkIpsetLister>> open();
+    ~NetlinkIpsetLister() override;
+    Result<std::vector<SetEntry>> list(const std::string& name) override;
+
+  private:
+    explicit NetlinkIpsetLister(std::unique_ptr<hostnl::Socket> s);
+    std::unique_ptr<hostnl::Socket> nfnl_;
+};
+
 class LibIpset final : public Ipset {
   public:
-    // Loads libipset's set types and checks that the kernel speaks the ipset protocol.
+    // Loads libipset's set types and checks that the kernel speaks the ipset protocol. Fails
+    // while another LibIpset is open.
     static Result<std::unique_ptr<LibIpset>> open();
     ~LibIpset() override;
 
@@ -70,9 +86,17 @@ class LibIpset final : public Ipset {
     std::string takeReport();
     Result<std::string> listText(const std::string& name, bool headerOnly);
 
+    // Declared first, destroyed last: the instance count drops after the session has ended.
+    struct Registration {
+        Registration() = default;
+        Registration(const Registration&) = delete;
+        Registration& operator=(const Registration&) = delete;
+        ~Registration();
+        bool held = false;
+    } registration_;
     std::unique_ptr<ipset_session, SessionDeleter> session_;
-    // Listings are read through a netlink socket of our own (see ipset_netlink.h).
-    std::unique_ptr<hostnl::Socket> nfnl_;
+    // Listings are read without libipset.
+    std::unique_ptr<NetlinkIpsetLister> lister_;
     std::string out_;
 };
 

@@ -1105,7 +1105,8 @@ void Daemon::startVerify() {
         const double pausedBefore = ipvsWriters_.stats().waitSeconds;
         auto ipvs = ipvs::NetlinkIpvs::open(ipvsOptions);
         auto addrs = ipvs::RtnlAddresses::open();
-        auto ipset = ipvs::LibIpset::open();
+        // Not a LibIpset: libipset's state is process-wide and the io thread's is in use.
+        auto ipset = ipvs::NetlinkIpsetLister::open();
         if (!ipvs) {
             snap = ipvs.error();
         } else if (!addrs) {

@@ -174,7 +174,7 @@ struct KernelSnapshot {
 struct SnapshotSources {
     ipvs::Ipvs& ipvs;
     ipvs::Addresses& addresses;
-    ipvs::Ipset& ipset;
+    ipvs::IpsetLister& ipset;
     ipvs::Iptables* iptables = nullptr;
 };
 Result<KernelSnapshot> takeKernelSnapshot(SnapshotSources src,

@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -34,6 +35,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "ipvs/iptables_exec.h"
 #include "ipvs/libipset.h"
@@ -851,6 +853,63 @@ TEST_CASE("an add to a full set fails with libipset's message, the rest of the b
     REQUIRE_FALSE(r[9].has_value());
     CHECK(contains(r[9].error().message, "ipset add KIPVS-FULL fd00::1: "));
     CHECK(ipsetMembers(name) == std::vector<std::string>{"10.0.0.2", "10.0.0.4", "10.0.0.6"});
+}
+
+// libipset keeps one cache of set name -> type for the whole process, without a lock, and
+// ending any session frees it. The verifier's thread used to open and close a LibIpset of its
+// own on every pass while the io thread's applies read that cache.
+TEST_CASE("one LibIpset at a time; set listings on another thread go around libipset",
+          "[kernel][ipset]") {
+    freshNamespace();
+    auto ipset = openIpset();
+    auto second = LibIpset::open();
+    REQUIRE(failed(second));
+    CHECK(contains(second.error().message, "another session is open in this process"));
+
+    const std::string name = "KIPVS-SHARED";
+    REQUIRE(succeeded(ipset->create(spec(name, SetType::HashIpPort))));
+    std::vector<SetEntry> entries;
+    for (int i = 0; i < 200; ++i) {
+        entries.push_back(SetEntry::ipPort(
+            ip("10.96." + std::to_string(i / 100) + "." + std::to_string(i % 100 + 1)),
+            ipvs::Protocol::TCP, 80));
+    }
+    std::atomic<bool> done{false};
+    std::atomic<int> listings{0};
+    std::string otherError;
+    std::thread other([&] {
+        while (!done.load()) {
+            auto lister = NetlinkIpsetLister::open();
+            if (!lister) {
+                otherError = lister.error().message;
+                return;
+            }
+            // A listing may fall between the messages of a batch: any count, but no error.
+            auto members = (*lister)->list(name);
+            if (!members) {
+                otherError = members.error().message;
+                return;
+            }
+            ++listings;
+        }
+    });
+    int failures = 0;
+    for (int round = 0; round < 100; ++round) {
+        const auto kind = round % 2 == 0 ? SetOpKind::Add : SetOpKind::Delete;
+        for (const auto& r : ipset->apply(name, SetType::HashIpPort, setOps(kind, entries))) {
+            failures += r ? 0 : 1;
+        }
+    }
+    done = true;
+    other.join();
+    CHECK(otherError.empty());
+    CHECK(listings.load() > 0);
+    CHECK(failures == 0);
+    CHECK(ipsetMembers(name).empty());  // an even number of rounds: the last one deleted
+
+    // Closing the open one lets the next open.
+    ipset.reset();
+    CHECK(succeeded(LibIpset::open()));
 }
 
 TEST_CASE("swap, destroy and a set of another type than asked for", "[kernel][ipset]") {
