@@ -45,8 +45,17 @@ struct SetEntry {
     net::IpAddress ip;
     Protocol protocol = Protocol::TCP;
     std::uint16_t port = 0;
+    // hash:ip,port,ip: the second address. hash:ip,port,net and hash:net: the network's base
+    // address, its prefix length in netPrefix (see net()). One field for both keeps a member
+    // at 38 bytes, not 56: the reconciler keeps two per Service, 88,000 at 44,000 Services.
     net::IpAddress ip2;
-    net::Cidr net;
+    std::uint8_t netPrefix = 0;
+
+    net::Cidr net() const { return {ip2, netPrefix}; }
+    void setNet(const net::Cidr& n) {
+        ip2 = n.base();
+        netPrefix = n.prefix();
+    }
 
     static SetEntry address(const net::IpAddress& a) {
         SetEntry e;
@@ -69,12 +78,12 @@ struct SetEntry {
     static SetEntry ipPortNet(const net::IpAddress& a, Protocol p, std::uint16_t port,
                               const net::Cidr& n) {
         SetEntry e = ipPort(a, p, port);
-        e.net = n;
+        e.setNet(n);
         return e;
     }
     static SetEntry network(const net::Cidr& n) {
         SetEntry e;
-        e.net = n;
+        e.setNet(n);
         return e;
     }
     static SetEntry portOnly(std::uint16_t port) {
@@ -91,6 +100,7 @@ struct SetEntry {
     friend auto operator<=>(const SetEntry&, const SetEntry&) = default;
     friend bool operator==(const SetEntry&, const SetEntry&) = default;
 };
+static_assert(sizeof(SetEntry) == 38);
 
 // What the kernel says about an existing set.
 struct SetInfo {

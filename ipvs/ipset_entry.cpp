@@ -135,9 +135,9 @@ std::string SetEntry::toString(SetType t) const {
         case SetType::HashIpPortIp:
             return ipPort() + "," + ip2.toString();
         case SetType::HashIpPortNet:
-            return ipPort() + "," + netText(net);
+            return ipPort() + "," + netText(net());
         case SetType::HashNet:
-            return netText(net);
+            return netText(net());
         case SetType::BitmapPort:
             return std::to_string(port);
     }
@@ -178,7 +178,7 @@ std::optional<SetEntry> SetEntry::parse(SetType t, std::string_view text) {
                 if (!c || c->family() != a->family()) {
                     return std::nullopt;
                 }
-                e.net = *c;
+                e.setNet(*c);
             }
             return e;
         }

@@ -145,7 +145,7 @@ bool ListCollector::member(const nlattr* data) {
             if (!n) {
                 return false;
             }
-            e.net = *n;
+            e.setNet(*n);
         }
     }
     out_.push_back(e);

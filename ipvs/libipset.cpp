@@ -169,12 +169,12 @@ std::optional<net::Family> entryFamily(SetType t, const SetEntry& e) {
             }
             return e.ip.family();
         case SetType::HashIpPortNet:
-            if (e.net.family() != e.ip.family()) {
+            if (e.net().family() != e.ip.family()) {
                 return std::nullopt;
             }
             return e.ip.family();
         case SetType::HashNet:
-            return e.net.family();
+            return e.net().family();
         case SetType::BitmapPort:
             break;
     }
@@ -588,14 +588,14 @@ std::vector<Result<void>> LibIpset::apply(const std::string& name, SetType type,
                 if (type == SetType::HashIpPortIp) {
                     ipset_session_data_set(s, IPSET_OPT_IP2, e.ip2.data());
                 } else if (type == SetType::HashIpPortNet) {
-                    const std::uint8_t cidr = e.net.prefix();
-                    ipset_session_data_set(s, IPSET_OPT_IP2, e.net.base().data());
+                    const std::uint8_t cidr = e.netPrefix;
+                    ipset_session_data_set(s, IPSET_OPT_IP2, e.ip2.data());
                     ipset_session_data_set(s, IPSET_OPT_CIDR2, &cidr);
                 }
                 break;
             case SetType::HashNet: {
-                const std::uint8_t cidr = e.net.prefix();
-                ipset_session_data_set(s, IPSET_OPT_IP, e.net.base().data());
+                const std::uint8_t cidr = e.netPrefix;
+                ipset_session_data_set(s, IPSET_OPT_IP, e.ip2.data());
                 ipset_session_data_set(s, IPSET_OPT_CIDR, &cidr);
                 break;
             }

@@ -101,8 +101,7 @@ std::size_t ObjectKeyHash::operator()(const k8s::ObjectKey& k) const noexcept {
 std::size_t SetEntryHash::operator()(const SetEntry& e) const noexcept {
     std::size_t h = std::hash<net::IpAddress>{}(e.ip);
     h = h * 1000003 ^ (std::size_t{e.port} << 8 | static_cast<std::size_t>(e.protocol));
-    h = h * 1000003 ^ std::hash<net::IpAddress>{}(e.ip2);
-    h = h * 1000003 ^ std::hash<net::IpAddress>{}(e.net.base()) ^ e.net.prefix();
+    h = h * 1000003 ^ std::hash<net::IpAddress>{}(e.ip2) ^ e.netPrefix;
     return h;
 }
 

@@ -144,6 +144,6 @@ TEST_CASE("entries of one type differ only in the fields that type uses", "[ipse
     auto e = SetEntry::parse(SetType::HashIpPort, "10.96.0.1,udp:53");
     REQUIRE(e);
     CHECK(e->ip2 == IpAddress());
-    CHECK(e->net == Cidr());
+    CHECK(e->netPrefix == 0);
     CHECK(SetEntry::parse(SetType::BitmapPort, "53") == SetEntry::portOnly(53));
 }
