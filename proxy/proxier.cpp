@@ -880,7 +880,7 @@ void Proxier::processService(const k8s::ObjectKey& key, const NodeContext& node,
         claimVs(owner, v, b);
     }
     std::sort(newKeys.begin(), newKeys.end());
-    for (const auto& k : old.vss) {
+    for (const auto& k : old.vss()) {
         if (!std::binary_search(newKeys.begin(), newKeys.end(), k)) {
             releaseVs(owner, k, b);
         }
@@ -889,10 +889,8 @@ void Proxier::processService(const k8s::ObjectKey& key, const NodeContext& node,
     // Shared objects: reference counts move by the difference of sorted vectors.
     std::vector<DesiredEntry> added;
     std::vector<DesiredEntry> removed;
-    std::set_difference(d.entries.begin(), d.entries.end(), old.entries.begin(), old.entries.end(),
-                        std::back_inserter(added));
-    std::set_difference(old.entries.begin(), old.entries.end(), d.entries.begin(), d.entries.end(),
-                        std::back_inserter(removed));
+    std::ranges::set_difference(d.entries, old.entries(), std::back_inserter(added));
+    std::ranges::set_difference(old.entries(), d.entries, std::back_inserter(removed));
     for (const auto& e : added) {
         refEntry(e, +1, b);
     }
@@ -901,18 +899,16 @@ void Proxier::processService(const k8s::ObjectKey& key, const NodeContext& node,
     }
     std::vector<net::IpAddress> bindAdded;
     std::vector<net::IpAddress> bindRemoved;
-    std::set_difference(d.bind.begin(), d.bind.end(), old.bind.begin(), old.bind.end(),
-                        std::back_inserter(bindAdded));
-    std::set_difference(old.bind.begin(), old.bind.end(), d.bind.begin(), d.bind.end(),
-                        std::back_inserter(bindRemoved));
+    std::ranges::set_difference(d.bind, old.bind(), std::back_inserter(bindAdded));
+    std::ranges::set_difference(old.bind(), d.bind, std::back_inserter(bindRemoved));
     for (const auto& a : bindAdded) {
         refBind(a, +1, b);
     }
     for (const auto& a : bindRemoved) {
         refBind(a, -1, b);
     }
-    if (d.noNodeAccess != old.noNodeAccess) {
-        for (const auto& n : old.noNodeAccess) {
+    if (!std::ranges::equal(d.noNodeAccess, old.noNodeAccess())) {
+        for (const auto& n : old.noNodeAccess()) {
             auto it = noNodeAccessRefs_.find(n);
             if (it != noNodeAccessRefs_.end() && --it->second == 0) {
                 noNodeAccessRefs_.erase(it);
@@ -932,7 +928,8 @@ void Proxier::processService(const k8s::ObjectKey& key, const NodeContext& node,
         }
         ++hcGeneration_;
     }
-    if (d.udp != old.udp) {
+    static const std::vector<UdpServing> kNoUdp;
+    if (d.udp != (old.udp ? *old.udp : kNoUdp)) {
         for (const auto& u : d.udp) {
             b.udpChanged.push_back(u);
         }
@@ -943,11 +940,8 @@ void Proxier::processService(const k8s::ObjectKey& key, const NodeContext& node,
         contrib_.erase(cit);
         return;
     }
-    old.vss = std::move(newKeys);
-    old.bind = std::move(d.bind);
-    old.entries = std::move(d.entries);
-    old.noNodeAccess = std::move(d.noNodeAccess);
-    old.udp = std::move(d.udp);
+    old.lists = decltype(old.lists)(newKeys, d.bind, d.entries, d.noNodeAccess);
+    old.udp = d.udp.empty() ? nullptr : std::make_unique<std::vector<UdpServing>>(std::move(d.udp));
     old.healthCheckNodePort = d.healthCheckNodePort;
     old.localReadyIps = d.localReadyIps;
     old.noLocalInternal = d.noLocalInternal;

@@ -49,6 +49,7 @@
 #include "proxy/endpoints.h"
 #include "proxy/metrics.h"
 #include "proxy/packed_dest.h"
+#include "proxy/packed_lists.h"
 #include "proxy/ref_table.h"
 #include "proxy/rules_sync.h"
 #include "proxy/slice_index.h"
@@ -339,12 +340,15 @@ class Proxier {
     }
 
   private:
+    // What one Service wants, as ServiceDesired says, kept to diff its next change against.
+    // The lists are one heap block (proxy/packed_lists.h): 44,000 of these are resident.
     struct Contribution {
-        std::vector<ipvs::ServiceKey> vss;
-        std::vector<net::IpAddress> bind;
-        std::vector<DesiredEntry> entries;
-        std::vector<ipvs::NoNodeAccess> noNodeAccess;
-        std::vector<UdpServing> udp;
+        PackedLists<ipvs::ServiceKey, net::IpAddress, DesiredEntry, ipvs::NoNodeAccess> lists;
+        std::span<const ipvs::ServiceKey> vss() const { return lists.get<0>(); }  // sorted
+        std::span<const net::IpAddress> bind() const { return lists.get<1>(); }
+        std::span<const DesiredEntry> entries() const { return lists.get<2>(); }
+        std::span<const ipvs::NoNodeAccess> noNodeAccess() const { return lists.get<3>(); }
+        std::unique_ptr<std::vector<UdpServing>> udp;  // null: no UDP port
         std::uint16_t healthCheckNodePort = 0;
         std::uint32_t localReadyIps = 0;
         bool noLocalInternal = false;
