@@ -1015,8 +1015,8 @@ std::uint64_t contentHash(const EndpointSlice& s) {
         h.num(static_cast<std::uint64_t>(e.ready) | (e.serving ? 2U : 0U) |
               (e.terminating ? 4U : 0U));
         h.str(e.nodeName.view());
-        // Interned: equal hints are the same pointer, and pointers are stable for the process.
-        h.num(reinterpret_cast<std::uintptr_t>(e.hints));
+        // Interned: equal hints have the same id, and ids are stable for the process.
+        h.num(e.hints.id());
     }
     h.num(s.triggerTimeNs.has_value());
     h.num(static_cast<std::uint64_t>(s.triggerTimeNs.value_or(0)));

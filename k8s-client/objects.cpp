@@ -5,7 +5,6 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
-#include <unordered_set>
 
 namespace kipvs::k8s {
 namespace {
@@ -79,10 +78,45 @@ std::string_view Name::view() const {
     return nameTable().chunks[id_ / kChunkSize].load(std::memory_order_acquire)[id_ % kChunkSize];
 }
 
-const Hints* internHints(Hints h) {
-    static auto* table = new std::unordered_set<Hints, HintsHash>();
+namespace {
+// As the names: chunks of pointers that never move, read without the lock.
+constexpr std::uint32_t kHintsChunks = HintsRef::kMaxHints / kChunkSize;
+struct HintsTable {
+    std::unordered_map<Hints, std::uint32_t, HintsHash> ids;  // owns the Hints
+    std::array<std::atomic<const Hints**>, kHintsChunks> chunks{};
+    std::uint32_t next = 1;  // 0 is null
+};
+HintsTable& hintsTable() {
+    static auto* table = new HintsTable();
+    return *table;
+}
+}  // namespace
+
+HintsRef internHints(Hints h) {
+    auto& t = hintsTable();
     const std::lock_guard lock(internLock());
-    return &*table->insert(std::move(h)).first;
+    if (auto it = t.ids.find(h); it != t.ids.end()) {
+        return HintsRef(it->second);
+    }
+    if (t.next >= HintsRef::kMaxHints) {
+        return {};
+    }
+    const std::uint32_t id = t.next++;
+    auto& slot = t.chunks[id / kChunkSize];
+    const Hints** chunk = slot.load(std::memory_order_relaxed);
+    if (chunk == nullptr) {
+        chunk = new const Hints*[kChunkSize]();
+        slot.store(chunk, std::memory_order_release);
+    }
+    chunk[id % kChunkSize] = &t.ids.emplace(std::move(h), id).first->first;
+    return HintsRef(id);
+}
+
+const Hints* HintsRef::get() const {
+    if (id_ == 0) {
+        return nullptr;
+    }
+    return hintsTable().chunks[id_ / kChunkSize].load(std::memory_order_acquire)[id_ % kChunkSize];
 }
 
 }  // namespace kipvs::k8s

@@ -106,18 +106,42 @@ struct Hints {
     friend bool operator==(const Hints&, const Hints&) = default;
 };
 
+// An interned Hints (internHints), used like a pointer to it, in 4 bytes rather than 8: every
+// endpoint holds one. Null: no hints. Interned Hints are never freed. Past kMaxHints distinct
+// values (a cluster has a few per zone and node; only a hostile API server gets there),
+// internHints gives null: the endpoint counts as unhinted, which turns topology off for its
+// Service, as any endpoint without hints does.
+class HintsRef {
+  public:
+    static constexpr std::uint32_t kMaxHints = 1U << 20;
+    HintsRef() = default;
+    // NOLINTNEXTLINE(google-explicit-constructor): assigned and compared like a pointer
+    HintsRef(std::nullptr_t) {}
+    const Hints* get() const;
+    const Hints& operator*() const { return *get(); }
+    const Hints* operator->() const { return get(); }
+    explicit operator bool() const { return id_ != 0; }
+    std::uint32_t id() const { return id_; }
+    friend bool operator==(HintsRef, HintsRef) = default;
+    friend bool operator==(HintsRef a, std::nullptr_t) { return a.id_ == 0; }
+
+  private:
+    friend HintsRef internHints(Hints h);
+    explicit HintsRef(std::uint32_t id) : id_(id) {}
+    std::uint32_t id_ = 0;
+};
+
 struct Endpoint {
     net::IpAddress address;    // addresses[0]
     bool ready = true;         // conditions.ready: null means true
     bool serving = true;       // conditions.serving: null means true
     bool terminating = false;  // conditions.terminating: null means false
     Name nodeName;
-    // Null when the endpoint has no hints; else an interned, never-freed Hints.
-    const Hints* hints = nullptr;
+    HintsRef hints;  // null when the endpoint has no hints
     friend bool operator==(const Endpoint&, const Endpoint&) = default;
 };
-// 32 bytes: kept for every endpoint of every slice.
-static_assert(sizeof(Endpoint) == 32);
+// 28 bytes: kept for every endpoint of every slice.
+static_assert(sizeof(Endpoint) == 28);
 
 struct EndpointSlice {
     ObjectKey key;
@@ -131,8 +155,8 @@ struct EndpointSlice {
     friend bool operator==(const EndpointSlice&, const EndpointSlice&) = default;
 };
 
-// Interns a Hints value (same contents, same pointer).
-const Hints* internHints(Hints h);
+// Interns a Hints value (same contents, same reference).
+HintsRef internHints(Hints h);
 
 enum class NodeAddressType : std::uint8_t { InternalIP, ExternalIP };
 

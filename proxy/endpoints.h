@@ -21,7 +21,7 @@ struct EndpointInfo {
     bool serving = true;
     bool terminating = false;
     bool local = false;  // nodeName is this node
-    const k8s::Hints* hints = nullptr;
+    k8s::HintsRef hints;
 
     ipvs::DestKey destKey() const { return {ip, port}; }
     friend bool operator==(const EndpointInfo&, const EndpointInfo&) = default;
