@@ -155,15 +155,20 @@ ServiceDesired computeDesired(const k8s::Service& svc, const MergedEndpoints& ep
                 localReady.insert(e.ip);
             }
         }
-        // kube-proxy falls back to cluster endpoints when a Local policy finds no local
-        // endpoint (PR #97081). That forwards eTP=Local traffic to other nodes without SNAT,
-        // so the replies bypass this node and the connection breaks; iptables and nftables
-        // modes drop it, as the API documents. We drop it too: such a virtual server gets no
-        // real servers.
+        // eTP=Local with no local endpoint: every endpoint, as kube-proxy does (PR #97081).
+        // Clients on this node (its pods, the node itself) are then served, as in every
+        // upstream mode: replies come back through this node. Clients elsewhere are steered
+        // away by the health-check port's 503, and if they come anyway the reply bypasses
+        // this node (no SNAT, to keep their source), so they fail, as in kube-proxy's IPVS
+        // mode (iptables mode drops them). iTP=Local with no local endpoint gets no real
+        // server, as the API documents and iptables mode does; kube-proxy's IPVS mode falls
+        // back there too when the Service is externally reachable (README, "Where kube-ipvs
+        // deliberately differs").
         const auto clusterDests = toDests(cat.cluster);
         const auto localDests = toDests(cat.local);
         const auto& internalDests = internalLocal ? localDests : clusterDests;
-        const auto& externalDests = externalLocal ? localDests : clusterDests;
+        const auto& externalDests =
+            externalLocal && !localDests.empty() ? localDests : clusterDests;
 
         auto addVs = [&](const net::IpAddress& ip, std::uint16_t vport,
                          const std::vector<ipvs::RealServer>& dests) {

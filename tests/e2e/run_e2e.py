@@ -139,6 +139,14 @@ def external_traffic_policy_local_uses_local_backends_only(env):
     wait_rs("TCP 10.96.0.41:80", ["10.244.1.2:8080 w1", "10.244.2.2:8080 w1"])
     got = names(10, env.ext.probe("tcp", nodenet.NODE_IP, 30082, count=10))
     assert set(got) == {"a"}, got
+    # No local endpoint left: every endpoint, as kube-proxy does, so that this node's pods still
+    # reach the NodePort (outside clients are steered away by the health-check port).
+    env.api.apply(slice_("local-1", "local", [("http", 8080)], [ep(env, "c")]))
+    vs = f"TCP {nodenet.NODE_IP}:30082"
+    wait_until(lambda: [r for r in cluster.ipvs_table().get(vs, []) if r.endswith(" w1")] ==
+               ["10.244.2.2:8080 w1"] or None, what=f"{vs} -> 10.244.2.2:8080 w1 (a drains)")
+    got = names(5, nodenet.probe_from(env.pods["d"].ns, "tcp", nodenet.NODE_IP, 30082, count=5))
+    assert set(got) == {"c"}, got
 
 
 @scenario

@@ -233,7 +233,7 @@ TEST_CASE("eTP=Local applies to a ClusterIP Service with external IPs", "[desire
     CHECK(d.healthCheckNodePort == 0);  // only LoadBalancer Services have one
 }
 
-TEST_CASE("eTP=Local without local endpoints gets no real servers (kube-proxy would fall back)",
+TEST_CASE("eTP=Local without local endpoints falls back to every endpoint, as kube-proxy does",
           "[desired]") {
     const k8s::Service svc = ServiceBuilder("default", "lb", "10.96.0.13")
                                  .port("p", 80, Protocol::TCP, 30080)
@@ -242,11 +242,33 @@ TEST_CASE("eTP=Local without local endpoints gets no real servers (kube-proxy wo
     const auto d = computeDesired(
         svc, eps({SliceBuilder("default", "s", "lb").port("p", 8080).ep("10.244.2.7", "node-2")}),
         nodeCtx(), cfg());
+    // Pods on this node and the node itself reach the NodePort and the LB IP.
     CHECK(vsNames(d) == std::vector<std::string>{"10.96.0.13:80/TCP -> 10.244.2.7:8080",
-                                                 "192.168.1.10:30080/TCP ->",
-                                                 "203.0.113.10:80/TCP ->"});
+                                                 "192.168.1.10:30080/TCP -> 10.244.2.7:8080",
+                                                 "203.0.113.10:80/TCP -> 10.244.2.7:8080"});
     CHECK(d.noLocalExternal);
-    CHECK(d.localReadyIps == 0);
+    CHECK(d.localReadyIps == 0);  // the health check still steers other clients away
+    // The local-policy sets keep the client's source (no masquerade), as for local endpoints.
+    CHECK(hasEntry(d, SetId::LoadBalancerLocal,
+                   SetEntry::ipPort(ip("203.0.113.10"), Protocol::TCP, 80)));
+    CHECK(hasEntry(d, SetId::NodePortLocalTcp, SetEntry::portOnly(30080)));
+}
+
+TEST_CASE("eTP=Local and iTP=Local without local endpoints: only the external addresses fall back",
+          "[desired]") {
+    const k8s::Service svc = ServiceBuilder("default", "lb", "10.96.0.13")
+                                 .port("p", 80, Protocol::TCP, 30080)
+                                 .lb("203.0.113.10")
+                                 .itpLocal()
+                                 .etpLocal(32001);
+    const auto d = computeDesired(
+        svc, eps({SliceBuilder("default", "s", "lb").port("p", 8080).ep("10.244.2.7", "node-2")}),
+        nodeCtx(), cfg());
+    CHECK(vsNames(d) == std::vector<std::string>{"10.96.0.13:80/TCP ->",
+                                                 "192.168.1.10:30080/TCP -> 10.244.2.7:8080",
+                                                 "203.0.113.10:80/TCP -> 10.244.2.7:8080"});
+    CHECK(d.noLocalInternal);
+    CHECK(d.noLocalExternal);
 }
 
 TEST_CASE("iTP=Local ClusterIP uses only local endpoints", "[desired]") {
