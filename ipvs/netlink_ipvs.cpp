@@ -365,6 +365,7 @@ Result<std::unique_ptr<NetlinkIpvs>> NetlinkIpvs::open(const Options& options) {
         window = std::clamp<std::size_t>(window, 1, kMaxWindow);
     }
     self->counters_.window = window;
+    self->fullWindow_ = window;
     return self;
 }
 
@@ -695,6 +696,7 @@ Result<void> NetlinkIpvs::walk(const ServiceVisitor& fn, const ServiceFilter& wa
 // ---- apply ---------------------------------------------------------------------------------
 
 std::vector<OpResult> NetlinkIpvs::apply(std::span<const Op> ops) {
+    counters_.window = std::min(fullWindow_, std::max<std::size_t>(counters_.window, 1) * 2);
     std::vector<OpResult> results(ops.size());
     std::vector<Item> round;
     round.reserve(ops.size());

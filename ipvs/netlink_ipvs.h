@@ -7,7 +7,8 @@
 // the number of requests per sendmsg() is bounded by what the receive buffer can hold. If acks
 // are lost anyway (ENOBUFS), the ops they belonged to are sent again with a smaller window: the
 // write rules (add of an existing object updates it, delete of a missing one is done) make
-// that safe.
+// that safe. Each later apply() doubles the window back towards where it started, so that one
+// burst of lost acks does not leave every later batch at one request per round trip.
 //
 // Not thread-safe; one instance per thread.
 #pragma once
@@ -107,6 +108,7 @@ class NetlinkIpvs final : public Ipvs {
     std::vector<std::uint8_t> sendBuf_;
     std::vector<DestEntry> destScratch_;
     IoCounters counters_;
+    std::size_t fullWindow_ = 1;  // the window open() set
 };
 
 }  // namespace kipvs::ipvs

@@ -497,6 +497,12 @@ TEST_CASE("lost acks are sent again and every op is reported once", "[kernel][ip
         std::count_if(results.begin(), results.end(),
                       [](const OpResult& r) { return r.outcome == Outcome::Converted; }));
     CHECK(conv <= c.resent);
+
+    // Later batches open the window again, doubling it each time.
+    const std::size_t shrunk = c.window;
+    requireAllSucceeded(
+        ipvs->apply(std::vector<Op>{Op::deleteDest(ops[0].service.key, ops[1].dest.key)}));
+    CHECK(ipvs->counters().window == std::min<std::size_t>(2 * shrunk, 100000));
 }
 
 TEST_CASE("10,000 services with 10 dests each in one batch", "[kernel][ipvs][large]") {
