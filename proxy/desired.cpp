@@ -139,22 +139,25 @@ ServiceDesired computeDesired(const k8s::Service& svc, const MergedEndpoints& ep
     }
 
     const Topology topo{node.nodeName, node.zone};
+    // The health check counts this node's ready endpoints under every port the slices list,
+    // the Service's or not, as kube-proxy's LocalReadyEndpoints does.
     std::set<net::IpAddress> localReady;
-    bool anyEndpoints = false;
-    bool anyLocal = false;
+    for (const auto& [portKey, portEps] : eps) {
+        for (const auto& e : portEps) {
+            if (e.local && e.ready) {
+                localReady.insert(e.ip);
+            }
+        }
+    }
+    // Some port has endpoints, none of them here (kube-proxy counts the Service then).
+    bool someNoLocal = false;
     static const std::vector<EndpointInfo> kNone;
 
     for (const auto& port : svc.ports) {
         auto it = eps.find(PortKey{port.name, port.protocol});
         const auto& portEps = it == eps.end() ? kNone : it->second;
         const auto cat = categorize(portEps, usesCluster, usesLocal, topo);
-        anyEndpoints = anyEndpoints || cat.hasAny;
-        anyLocal = anyLocal || !cat.local.empty();
-        for (const auto& e : portEps) {
-            if (e.local && e.ready) {
-                localReady.insert(e.ip);
-            }
-        }
+        someNoLocal = someNoLocal || (cat.hasAny && cat.local.empty());
         // eTP=Local with no local endpoint: every endpoint, as kube-proxy does (PR #97081).
         // Clients on this node (its pods, the node itself) are then served, as in every
         // upstream mode: replies come back through this node. Clients elsewhere are steered
@@ -289,8 +292,8 @@ ServiceDesired computeDesired(const k8s::Service& svc, const MergedEndpoints& ep
             {SetId::HealthCheckNodePort, SetEntry::portOnly(svc.healthCheckNodePort)});
     }
     d.localReadyIps = static_cast<std::uint32_t>(localReady.size());
-    d.noLocalInternal = internalLocal && anyEndpoints && !anyLocal;
-    d.noLocalExternal = externalLocal && externallyAccessible && anyEndpoints && !anyLocal;
+    d.noLocalInternal = internalLocal && someNoLocal;
+    d.noLocalExternal = externalLocal && externallyAccessible && someNoLocal;
 
     sortUnique(d.bind);
     sortUnique(d.entries);

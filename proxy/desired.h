@@ -81,8 +81,8 @@ struct ServiceDesired {
     std::uint16_t healthCheckNodePort = 0;
     // Distinct IPs of this node's ready endpoints, over all ports (the health-check count).
     std::uint32_t localReadyIps = 0;
-    bool noLocalInternal = false;  // iTP=Local, has endpoints, none local
-    bool noLocalExternal = false;  // eTP=Local, externally reachable, has endpoints, none local
+    bool noLocalInternal = false;  // iTP=Local; a port has endpoints, none of them local
+    bool noLocalExternal = false;  // eTP=Local, externally reachable; the same
     std::vector<UdpServing> udp;
     bool skipped = true;  // headless, ExternalName, other proxy, or no clusterIP of the family
     friend bool operator==(const ServiceDesired&, const ServiceDesired&) = default;

@@ -271,6 +271,41 @@ TEST_CASE("eTP=Local and iTP=Local without local endpoints: only the external ad
     CHECK(d.noLocalExternal);
 }
 
+TEST_CASE("the health check counts local ready endpoints under every port the slices list",
+          "[desired]") {
+    // The Service's port was renamed (http -> web) and the slices still say http: kube-proxy
+    // still counts the node's endpoint, so the node stays in the load balancer meanwhile.
+    const k8s::Service svc = ServiceBuilder("default", "lb", "10.96.0.13")
+                                 .port("web", 80, Protocol::TCP, 30080)
+                                 .lb("203.0.113.10")
+                                 .etpLocal(32001);
+    const auto d = computeDesired(svc,
+                                  eps({SliceBuilder("default", "s", "lb")
+                                           .port("http", 8080)
+                                           .ep("10.244.1.7", "node-1")
+                                           .ep("10.244.1.8", "node-1", /*ready=*/false)
+                                           .ep("10.244.2.7", "node-2")}),
+                                  nodeCtx(), cfg());
+    CHECK(d.localReadyIps == 1);
+}
+
+TEST_CASE("a Service counts as without local endpoints when one of its ports has none",
+          "[desired]") {
+    const k8s::Service svc = ServiceBuilder("default", "lb", "10.96.0.13")
+                                 .port("a", 80, Protocol::TCP, 30080)
+                                 .port("b", 81, Protocol::TCP, 30081)
+                                 .lb("203.0.113.10")
+                                 .etpLocal(32001);
+    const auto d = computeDesired(
+        svc,
+        eps({SliceBuilder("default", "s-a", "lb").port("a", 8080).ep("10.244.1.7", "node-1"),
+             SliceBuilder("default", "s-b", "lb").port("b", 8081).ep("10.244.2.7", "node-2")}),
+        nodeCtx(), cfg());
+    CHECK(d.noLocalExternal);
+    CHECK_FALSE(d.noLocalInternal);  // iTP=Cluster
+    CHECK(d.localReadyIps == 1);
+}
+
 TEST_CASE("iTP=Local ClusterIP uses only local endpoints", "[desired]") {
     const k8s::Service svc = ServiceBuilder("default", "c", "10.96.0.14").port("p", 80).itpLocal();
     const auto slices = eps({SliceBuilder("default", "s", "c")
