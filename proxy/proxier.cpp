@@ -278,8 +278,15 @@ void Proxier::markAllDirty() {
     }
 }
 
+std::uint64_t Proxier::keyHash(const k8s::ObjectKey& k) {
+    // Namespace and name hashed apart and mixed (std::hash<std::string> is 64 bits here).
+    const std::uint64_t a = std::hash<std::string>{}(k.ns);
+    const std::uint64_t b = std::hash<std::string>{}(k.name);
+    return (a * 0x9E3779B97F4A7C15ULL) ^ (b + 0x632BE59BD9B4E019ULL + (a << 6) + (a >> 2));
+}
+
 bool Proxier::serviceExists(const k8s::ObjectKey& key) const {
-    return services_.count(key) != 0 || otherFamily_.count(key) != 0;
+    return services_.count(key) != 0 || otherFamily_.count(keyHash(key)) != 0;
 }
 
 void Proxier::onServiceUpsert(const k8s::Service& svc) {
@@ -294,14 +301,14 @@ void Proxier::onServiceUpsert(const k8s::Service& svc) {
     if (clusterIpOf(svc, cfg_.family) == nullptr) {
         // Nothing of this family to program (computeDesired skips it): the other family's
         // proxier keeps it. On a single-stack cluster this halves what the two proxiers hold.
-        otherFamily_.insert(svc.key);
+        otherFamily_.insert(keyHash(svc.key));
         if (auto it = services_.find(svc.key); it != services_.end()) {
             services_.erase(it);
             markDirty(svc.key);  // it had a cluster IP of this family before
         }
         return;
     }
-    otherFamily_.erase(svc.key);
+    otherFamily_.erase(keyHash(svc.key));
     if (auto it = services_.find(svc.key); it == services_.end()) {
         services_.insert(svc);
     } else {
@@ -320,7 +327,7 @@ void Proxier::onServiceDelete(const k8s::ObjectKey& key) {
     if (ours) {
         services_.erase(it);
     }
-    if (ours || otherFamily_.erase(key) != 0) {
+    if (ours || otherFamily_.erase(keyHash(key)) != 0) {
         // Its slices stay until they are deleted too (normally just after): kept, not reported.
         if (servicesSynced_) {
             addSlicesWithoutService(static_cast<std::ptrdiff_t>(slicesOf_.count(key)));
