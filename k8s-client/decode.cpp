@@ -726,7 +726,8 @@ EndpointSlice decodeSliceImpl(const json::value& v, DecodeReport& report) {
     }
     const auto family = es.addressType == AddressType::IPv4 ? net::Family::V4 : net::Family::V6;
     if (const auto* eps = arrayField(root, "endpoints", "endpoints")) {
-        es.endpoints.reserve(eps->size());
+        std::vector<Endpoint> kept;
+        kept.reserve(eps->size());
         // Index in `endpoints` of each kept endpoint, to name a duplicate's field.
         std::vector<std::uint32_t> at;
         at.reserve(eps->size());
@@ -734,14 +735,14 @@ EndpointSlice decodeSliceImpl(const json::value& v, DecodeReport& report) {
             Endpoint ep;
             Issue issue;
             if (decodeEndpoint((*eps)[i], idx("endpoints", i), family, ep, issue)) {
-                es.endpoints.push_back(ep);
+                kept.push_back(ep);
                 at.push_back(static_cast<std::uint32_t>(i));
             } else if (!issue.reason.empty()) {
                 report.dropped.push_back(std::move(issue));
             }
         }
-        es.endpoints.shrink_to_fit();
-        noteDuplicateEndpoints(es.endpoints, at, report);
+        noteDuplicateEndpoints(kept, at, report);
+        es.endpoints = kept;
     }
     return es;
 }

@@ -16,6 +16,7 @@
 
 #include "ipvs/net.h"
 #include "ipvs/types.h"
+#include "k8s-client/compact_list.h"
 
 namespace kipvs::k8s {
 
@@ -73,12 +74,12 @@ struct Service {
     // spec.clusterIPs (or spec.clusterIP when clusterIPs is empty); empty for headless
     // (clusterIP "None") and ExternalName Services, and for a Service whose cluster IP is not
     // allocated yet (the proxy skips those, as kube-proxy does).
-    std::vector<net::IpAddress> clusterIPs;
+    CompactList<net::IpAddress> clusterIPs;
     bool headless = false;
     std::vector<ServicePort> ports;
-    std::vector<net::IpAddress> externalIPs;
-    std::vector<net::Cidr> loadBalancerSourceRanges;
-    std::vector<LoadBalancerIngress> loadBalancerIngress;  // ingress entries that have an IP
+    CompactList<net::IpAddress> externalIPs;
+    CompactList<net::Cidr> loadBalancerSourceRanges;
+    CompactList<LoadBalancerIngress> loadBalancerIngress;  // ingress entries that have an IP
     TrafficPolicy externalTrafficPolicy = TrafficPolicy::Cluster;
     TrafficPolicy internalTrafficPolicy = TrafficPolicy::Cluster;
     std::uint16_t healthCheckNodePort = 0;
@@ -148,7 +149,7 @@ struct EndpointSlice {
     std::string serviceName;  // label kubernetes.io/service-name; slices without it are dropped
     AddressType addressType = AddressType::IPv4;
     std::vector<EndpointPort> ports;
-    std::vector<Endpoint> endpoints;
+    CompactList<Endpoint> endpoints;
     // Annotation endpoints.kubernetes.io/last-change-trigger-time, as Unix nanoseconds.
     std::optional<std::int64_t> triggerTimeNs;
     ObjectKey serviceKey() const { return {key.ns, serviceName}; }

@@ -6,6 +6,7 @@
 
 #include <boost/json.hpp>
 
+#include <span>
 #include <string>
 
 #include "k8s-client/decode.h"
@@ -93,7 +94,7 @@ inline void checkObject(const k8s::Node& n) {
 
 // ---- Encoding back to JSON -----------------------------------------------------------------
 
-inline json::array ipArray(const std::vector<net::IpAddress>& v) {
+inline json::array ipArray(std::span<const net::IpAddress> v) {
     json::array a;
     for (const auto& ip : v) {
         a.emplace_back(ip.toString());
@@ -101,7 +102,7 @@ inline json::array ipArray(const std::vector<net::IpAddress>& v) {
     return a;
 }
 
-inline json::array cidrArray(const std::vector<net::Cidr>& v) {
+inline json::array cidrArray(std::span<const net::Cidr> v) {
     json::array a;
     for (const auto& c : v) {
         a.emplace_back(c.toString());
@@ -126,7 +127,7 @@ inline json::value encode(const k8s::Service& s) {
         spec["clusterIP"] = "None";
     } else if (!s.clusterIPs.empty()) {
         spec["clusterIP"] = s.clusterIPs[0].toString();
-        spec["clusterIPs"] = ipArray(s.clusterIPs);
+        spec["clusterIPs"] = ipArray(s.clusterIPs.span());
     }
     json::array ports;
     for (const auto& p : s.ports) {
@@ -139,8 +140,8 @@ inline json::value encode(const k8s::Service& s) {
         ports.emplace_back(std::move(o));
     }
     spec["ports"] = std::move(ports);
-    spec["externalIPs"] = ipArray(s.externalIPs);
-    spec["loadBalancerSourceRanges"] = cidrArray(s.loadBalancerSourceRanges);
+    spec["externalIPs"] = ipArray(s.externalIPs.span());
+    spec["loadBalancerSourceRanges"] = cidrArray(s.loadBalancerSourceRanges.span());
     spec["externalTrafficPolicy"] = policyName(s.externalTrafficPolicy);
     spec["internalTrafficPolicy"] = policyName(s.internalTrafficPolicy);
     if (s.healthCheckNodePort != 0) {
