@@ -455,7 +455,7 @@ bool Proxier::initialized() const {
 
 bool Proxier::pending() const {
     if (!dirty_.empty() || !vipPending_.empty() || !vsPending_.empty() || iptablesDirty_ ||
-        !initialSyncDone_) {
+        !initialSyncDone_ || !otherBinding_.empty()) {
         return true;
     }
     for (std::size_t i = 0; i < kSetCount; ++i) {
@@ -631,11 +631,10 @@ std::vector<Result<void>> Proxier::vipApply(std::span<const ipvs::AddressOp> ops
                : k_.addresses.applyLocalRoutes(dev, ops);
 }
 
-Result<std::vector<net::IpAddress>> Proxier::vipList() {
+Result<std::vector<net::IpAddress>> Proxier::vipList(VipBinding how) {
     const std::string dev(names::kDummyInterface);
-    auto r = bindingFor(cfg_.binding, cfg_.family) == VipBinding::Address
-                 ? k_.addresses.addresses(dev)
-                 : k_.addresses.localRoutes(dev);
+    auto r =
+        how == VipBinding::Address ? k_.addresses.addresses(dev) : k_.addresses.localRoutes(dev);
     if (!r) {
         return r.error();
     }
@@ -1025,6 +1024,43 @@ bool Proxier::applySetOps(Batch& b, bool adds) {
     return okAll;
 }
 
+void Proxier::removeOtherBinding() {
+    const bool addresses = bindingFor(cfg_.binding, cfg_.family) == VipBinding::Route;
+    // A wanted VIP whose binding our way has not succeeded yet keeps the other one for now.
+    std::vector<ipvs::AddressOp> ops;
+    std::vector<net::IpAddress> later;
+    while (!otherBinding_.empty() && ops.size() < cfg_.servicesPerStep) {
+        const net::IpAddress a = otherBinding_.back();
+        otherBinding_.pop_back();
+        if (binds_.wanted(a) && !binds_.known(a)) {
+            later.push_back(a);
+        } else {
+            ops.push_back({ipvs::AddressOpKind::Delete, a});
+        }
+    }
+    otherBinding_.insert(otherBinding_.begin(), later.begin(), later.end());
+    if (ops.empty()) {
+        return;
+    }
+    vipWriteSeq_ = ++opSeq_;
+    const std::string dev(names::kDummyInterface);
+    const auto results =
+        addresses ? k_.addresses.apply(dev, ops) : k_.addresses.applyLocalRoutes(dev, ops);
+    OpTally tally(*this);
+    for (std::size_t j = 0; j < ops.size(); ++j) {
+        const bool good = j < results.size() && results[j].has_value();
+        tally.add(addresses ? "address" : "route", "del", good ? "done" : "failed");
+        if (!good) {
+            // Not retried before the next start, which finds it again if it is still there.
+            log::error("Removing a VIP bound the other way failed",
+                       {{"address", ops[j].address.toString()},
+                        {"interface", dev},
+                        {"error", j < results.size() ? results[j].error().message
+                                                     : std::string("no result")}});
+        }
+    }
+}
+
 bool Proxier::applyVipOps(Batch& b, bool adds) {
     if (vipPending_.empty() || (!adds && !b.finalStep)) {
         return true;
@@ -1408,11 +1444,23 @@ Result<void> Proxier::prepareAdopt() {
     if (auto r = readSets(); !r) {
         return r.error();
     }
-    auto vips = vipList();
+    const VipBinding binding = bindingFor(cfg_.binding, cfg_.family);
+    auto vips = vipList(binding);
     if (!vips) {
         return vips.error();
     }
     binds_.replaceKnown(*vips);
+    auto other = vipList(binding == VipBinding::Address ? VipBinding::Route : VipBinding::Address);
+    if (!other) {
+        return other.error();
+    }
+    otherBinding_ = std::move(*other);
+    if (!otherBinding_.empty()) {
+        log::info("VIPs bound the other way are removed after the first complete sync",
+                  {{"ipFamily", familyLabel_},
+                   {"binding", binding == VipBinding::Address ? "address" : "route"},
+                   {"count", std::to_string(otherBinding_.size())}});
+    }
     if (auto r = refreshNodeAddresses(); !r) {
         return r.error();
     }
@@ -1534,6 +1582,11 @@ Proxier::Step Proxier::syncStep(const SyncTime& now) {
         queueStaleCleanup(b);
     }
     bool good = applyBatch(b, now);
+    if (b.finalStep && !otherBinding_.empty()) {
+        // After the wanted VIPs were bound our way above: each stays local throughout.
+        const Stopwatch w(&step.times.addresses);
+        removeOtherBinding();
+    }
     if (early) {
         step.done = true;
         step.failed = !good;

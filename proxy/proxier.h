@@ -402,7 +402,9 @@ class Proxier {
     bool owns(const ipvs::ServiceKey& key) const;
     bool excluded(const net::IpAddress& a) const;
     std::vector<Result<void>> vipApply(std::span<const ipvs::AddressOp> ops);
-    Result<std::vector<net::IpAddress>> vipList();
+    // This family's VIPs bound one way: kube-ipvs0's addresses or its local routes.
+    Result<std::vector<net::IpAddress>> vipList(VipBinding how);
+    void removeOtherBinding();
     Result<void> ensureSets();
     Result<void> readSets();
     void countOp(std::string_view object, std::string_view op, std::string_view result,
@@ -488,6 +490,13 @@ class Proxier {
     std::array<SetKnown, kSetCount> setFailed_;
     bool retrySetFailures_ = false;
     std::unordered_set<ipvs::ServiceKey> vsPending_;  // unowned known VSs to delete
+    // VIPs bound the other way than this family's binding, found at adoption: addresses on
+    // kube-ipvs0 in route mode (kube-proxy's, or ours from address mode), our local routes in
+    // address mode. Each left the VIP local after its Service went, and the other binding
+    // never looked at them. Removed once the first complete sync has bound the wanted ones
+    // our way, servicesPerStep per complete sync (an IPv4 address delete walks the link's
+    // whole address list).
+    std::vector<net::IpAddress> otherBinding_;
 
     std::optional<ipvs::RulesInput> lastRules_;  // input of the last successful iptables sync
     bool iptablesDirty_ = true;  // sync even if the input did not change (start, drift, failure)

@@ -1467,6 +1467,57 @@ TEST_CASE("route binding makes VIPs local with routes instead of addresses", "[p
     CHECK(f.addrs.links.at(kDummy).localRoutes.empty());
 }
 
+// kube-proxy binds VIPs as addresses on kube-ipvs0. Taking a node over in route mode, those
+// addresses kept each VIP local after its Service was gone (a host daemon on 0.0.0.0 became
+// reachable on it, kubernetes #72236), as did our routes after a switch back to addresses.
+TEST_CASE("route binding removes addresses left on kube-ipvs0, after its routes are in",
+          "[proxier]") {
+    Fixture f;
+    f.cfg.binding = VipBinding::Route;
+    f.addrs.links[kDummy].addresses = {ip("10.96.0.10"), ip("10.96.0.99")};
+    auto& p = f.start();
+    p.onServiceUpsert(web());
+    REQUIRE(f.sync());
+    CHECK(f.addrs.links.at(kDummy).localRoutes == std::set<net::IpAddress>{ip("10.96.0.10")});
+    CHECK(f.bound().empty());
+    // 10.96.0.10 was local throughout: its route came before its address went.
+    const auto at = [&](const std::string& line) {
+        return std::find(f.journal.begin(), f.journal.end(), line) - f.journal.begin();
+    };
+    REQUIRE(at("route add 10.96.0.10") < static_cast<std::ptrdiff_t>(f.journal.size()));
+    CHECK(at("route add 10.96.0.10") < at("address del 10.96.0.10"));
+    CHECK_FALSE(p.pending());
+}
+
+TEST_CASE("address binding removes our routes left from route mode", "[proxier]") {
+    Fixture f;
+    f.addrs.links[kDummy].localRoutes = {ip("10.96.0.10"), ip("10.96.0.99")};
+    auto& p = f.start();
+    p.onServiceUpsert(web());
+    REQUIRE(f.sync());
+    CHECK(f.bound() == std::set<net::IpAddress>{ip("10.96.0.10")});
+    CHECK(f.addrs.links.at(kDummy).localRoutes.empty());
+}
+
+TEST_CASE("a VIP whose route was refused keeps its address until the route is in", "[proxier]") {
+    Fixture f;
+    f.cfg.binding = VipBinding::Route;
+    f.addrs.links[kDummy].addresses = {ip("10.96.0.10"), ip("10.96.0.99")};
+    bool refuse = true;
+    f.addrs.refuse = [&](std::string_view kind, const net::IpAddress&) {
+        return refuse && kind == "add-route" ? EPERM : 0;
+    };
+    auto& p = f.start();
+    p.onServiceUpsert(web());
+    CHECK_FALSE(f.sync());
+    CHECK(f.bound() == std::set<net::IpAddress>{ip("10.96.0.10")});  // still local
+    refuse = false;
+    CHECK(p.pending());
+    REQUIRE(f.sync());
+    CHECK(f.addrs.links.at(kDummy).localRoutes == std::set<net::IpAddress>{ip("10.96.0.10")});
+    CHECK(f.bound().empty());
+}
+
 TEST_CASE("route binding leaves IPv6 VIPs as addresses", "[proxier]") {
     // The kernel refuses IPv6 routes through a link that is down (ENETDOWN).
     Fixture f(net::Family::V6);
