@@ -975,7 +975,8 @@ bool Proxier::applySetOps(Batch& b, bool adds) {
                 continue;
             }
             if (want == adds && (adds || b.finalStep) &&
-                (b.retryFailedSets || failed.count(*it) == 0)) {
+                (b.retryFailedSets || failed.count(*it) == 0) &&
+                (adds || !marksPendingVs(def.id, *it))) {
                 ops.push_back({adds ? ipvs::SetOpKind::Add : ipvs::SetOpKind::Delete, *it});
             }
             ++it;
@@ -1022,6 +1023,45 @@ bool Proxier::applySetOps(Batch& b, bool adds) {
         }
     }
     return okAll;
+}
+
+// Markers are removed after the IPVS writes of a complete sync (applyBatch): what is left in
+// vsPending_ then is a delete that failed. Its markers stay until a later sync deletes it, so
+// that a restart meanwhile still finds it ours (proxy/ownership.h) and deletes it.
+bool Proxier::marksPendingVs(SetId set, const ipvs::SetEntry& e) const {
+    for (const auto& k : vsPending_) {
+        switch (set) {
+            case SetId::ClusterIp:
+            case SetId::ExternalIp:
+            case SetId::ExternalIpLocal:
+            case SetId::LoadBalancer:
+                if (e == ipvs::SetEntry::ipPort(k.address, k.protocol, k.port)) {
+                    return true;
+                }
+                break;
+            case SetId::NodePortTcp:
+            case SetId::NodePortUdp:
+                if (e == ipvs::SetEntry::portOnly(k.port) &&
+                    k.protocol ==
+                        (set == SetId::NodePortTcp ? ipvs::Protocol::TCP : ipvs::Protocol::UDP)) {
+                    return true;
+                }
+                break;
+            case SetId::NodePortSctp:
+                if (e == ipvs::SetEntry::ipPort(k.address, ipvs::Protocol::SCTP, k.port)) {
+                    return true;
+                }
+                break;
+            default:
+                return false;  // not an ownership marker
+        }
+    }
+    return false;
+}
+
+bool Proxier::marksPendingVs(const net::IpAddress& vip) const {
+    return std::any_of(vsPending_.begin(), vsPending_.end(),
+                       [&](const ipvs::ServiceKey& k) { return k.address == vip; });
 }
 
 void Proxier::removeOtherBinding() {
@@ -1073,7 +1113,7 @@ bool Proxier::applyVipOps(Batch& b, bool adds) {
             it = vipPending_.erase(it);
             continue;
         }
-        if (want == adds) {
+        if (want == adds && (adds || !marksPendingVs(*it))) {
             ops.push_back({adds ? ipvs::AddressOpKind::Add : ipvs::AddressOpKind::Delete, *it});
         }
         ++it;

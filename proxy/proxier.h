@@ -400,6 +400,10 @@ class Proxier {
     void cleanupConntrack(Batch& b);
     void queueStaleCleanup(Batch& b);
     bool owns(const ipvs::ServiceKey& key) const;
+    // Whether removing this set member or VIP would leave a virtual server whose delete has
+    // not succeeded yet (still in vsPending_) without what makes it ours.
+    bool marksPendingVs(SetId set, const ipvs::SetEntry& e) const;
+    bool marksPendingVs(const net::IpAddress& vip) const;
     bool excluded(const net::IpAddress& a) const;
     std::vector<Result<void>> vipApply(std::span<const ipvs::AddressOp> ops);
     // This family's VIPs bound one way: kube-ipvs0's addresses or its local routes.

@@ -830,6 +830,40 @@ TEST_CASE("one refused write does not stop the others, and is retried", "[proxie
                                    "10.244.3.7:8080@1"});
 }
 
+// A virtual server stays ours (proxy/ownership.h) through its set members and VIP. Removed
+// while its delete had failed, they left it unrecognised by the next start: never deleted.
+TEST_CASE("a refused virtual-server delete keeps what marks it ours until it is gone",
+          "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    const auto np = ServiceBuilder("default", "np", "10.96.0.20")
+                        .type(k8s::ServiceType::NodePort)
+                        .port("p", 80, Protocol::TCP, 30080);
+    p.onServiceUpsert(web());
+    p.onServiceUpsert(np);
+    REQUIRE(f.sync());
+    f.ipvs.refuse = [](const ipvs::Op& op) {
+        return op.kind == ipvs::OpKind::DeleteService ? ENOMEM : 0;
+    };
+    p.onServiceDelete({"default", "web"});
+    p.onServiceDelete({"default", "np"});
+    CHECK_FALSE(f.sync());
+    CHECK(f.ipvs.table.size() == 3);  // 10.96.0.10:80, 10.96.0.20:80, 192.168.1.10:30080
+    CHECK(f.bound() == std::set<net::IpAddress>{ip("10.96.0.10"), ip("10.96.0.20")});
+    CHECK(f.set(names::kSetClusterIp).count(SetEntry::ipPort(ip("10.96.0.10"), Protocol::TCP, 80)));
+    CHECK(f.set(names::kSetNodePortTcp).count(SetEntry::portOnly(30080)));
+
+    // Killed before the retry: the next start still owns them all and deletes them.
+    f.ipvs.refuse = nullptr;
+    auto& q = f.start();
+    REQUIRE(f.sync());
+    CHECK(f.ipvs.table.empty());
+    CHECK(f.bound().empty());
+    CHECK(f.set(names::kSetClusterIp).empty());
+    CHECK(f.set(names::kSetNodePortTcp).empty());
+    CHECK_FALSE(q.pending());
+}
+
 TEST_CASE("a refused write fails the sync but does not abort it; iptables-restore does",
           "[proxier]") {
     // The daemon marks the proxy healthy after every sync that was not aborted: a permanently
