@@ -1,6 +1,7 @@
 #include "proxy/cleanup.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <map>
 #include <set>
 #include <sstream>
@@ -85,11 +86,17 @@ CleanupReport cleanup(CleanupTargets& t) {
 
     // What marks a virtual server as ours, read before anything is removed.
     std::map<std::pair<net::Family, SetId>, std::set<ipvs::SetEntry>> members;
+    // Whether every virtual server of ours is gone; if not, what marks them as ours (the sets
+    // and kube-ipvs0) stays, so that running --cleanup again still finds and deletes them.
+    bool allGone = true;
     for (auto fam : {net::Family::V4, net::Family::V6}) {
         for (const auto& def : setDefs()) {
             auto r = t.ipset.list(names::setName(def.base, fam));
             if (r) {
                 members[{fam, def.id}].insert(r->begin(), r->end());
+            } else if (r.error().code.value() != ENOENT) {
+                rep.errors.push_back(r.error().message);
+                allGone = false;  // some of ours may not have been recognised
             }
         }
     }
@@ -127,6 +134,7 @@ CleanupReport cleanup(CleanupTargets& t) {
     });
     if (!walked) {
         rep.errors.push_back(walked.error().message);
+        allGone = false;
     }
     const auto results = t.ipvs.apply(deletes);
     for (std::size_t i = 0; i < results.size(); ++i) {
@@ -134,11 +142,20 @@ CleanupReport cleanup(CleanupTargets& t) {
             ++rep.virtualServers;
         } else {
             rep.errors.push_back(results[i].message);
+            allGone = false;
         }
+    }
+    if (!allGone) {
+        rep.errors.push_back(
+            "kube-ipvs0 and the ipsets are kept: they mark the virtual servers "
+            "that are left as kube-ipvs', so that --cleanup run again deletes "
+            "them");
     }
 
     // The link takes its addresses and local routes with it.
-    if (auto exists = t.addresses.linkExists(dev); exists && *exists) {
+    if (!allGone) {
+        // Kept (above).
+    } else if (auto exists = t.addresses.linkExists(dev); exists && *exists) {
         if (auto r = t.addresses.deleteLink(dev); r) {
             rep.link = true;
         } else {
@@ -178,6 +195,9 @@ CleanupReport cleanup(CleanupTargets& t) {
 
     for (auto fam : {net::Family::V4, net::Family::V6}) {
         for (const auto& def : setDefs()) {
+            if (!allGone) {
+                return rep;  // kept (above)
+            }
             const auto name = names::setName(def.base, fam);
             auto info = t.ipset.info(name);
             if (!info || !*info) {

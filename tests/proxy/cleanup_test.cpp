@@ -135,3 +135,43 @@ TEST_CASE("--cleanup removes what is ours in both families and leaves others' ob
     CHECK(again.sets == 0);
     CHECK_FALSE(again.link);
 }
+
+TEST_CASE("--cleanup keeps what marks a virtual server it could not delete, for the next run",
+          "[cleanup]") {
+    fakes::FakeIpvs ipvs;
+    fakes::FakeAddresses addrs;
+    fakes::FakeIpset ipset;
+    addrs.links["kube-ipvs0"].addresses = {ip("10.96.0.10")};
+    ipvs::VirtualServer bound;
+    bound.key = {ip("10.96.0.10"), 80, Protocol::TCP, 0};
+    ipvs.addService(bound);
+    ipvs::VirtualServer member;
+    member.key = {ip("10.96.0.11"), 53, Protocol::UDP, 0};
+    ipvs.addService(member);
+    for (const auto& def : setDefs()) {
+        ipvs::SetSpec spec;
+        spec.name = names::setName(def.base, net::Family::V4);
+        spec.type = def.type;
+        REQUIRE(ipset.create(spec).has_value());
+    }
+    ipset.sets.at("KUBE-CLUSTER-IP").entries = {
+        SetEntry::ipPort(ip("10.96.0.11"), Protocol::UDP, 53)};
+    ipvs.refuse = [](const ipvs::Op& op) { return op.service.key.port == 53 ? ENOMEM : 0; };
+    CleanupTargets t{ipvs, addrs, ipset, nullptr, nullptr, {}};
+    const auto rep = cleanup(t);
+    CHECK(rep.virtualServers == 1);
+    REQUIRE(rep.errors.size() == 2);
+    CHECK(rep.errors[1].find("are kept") != std::string::npos);
+    CHECK(ipvs.table.size() == 1);
+    CHECK(addrs.links.count("kube-ipvs0") == 1);
+    CHECK(ipset.sets.count("KUBE-CLUSTER-IP") == 1);
+
+    // The next run still knows it for ours.
+    ipvs.refuse = nullptr;
+    const auto again = cleanup(t);
+    CHECK(again.errors.empty());
+    CHECK(again.virtualServers == 1);
+    CHECK(ipvs.table.empty());
+    CHECK(again.link);
+    CHECK(ipset.sets.empty());
+}
