@@ -87,11 +87,13 @@ template <class T>
 class ForwardHandler final : public EventHandler<T> {
   public:
     ForwardHandler(EventHandler<T>& to, const ClientThread::Post& post) : to_(to), post_(post) {}
+    // The copy is captured as a T, not a const T: a closure with a const member copies it
+    // whenever the closure itself is moved.
     void onAdd(const T& obj) override {
-        post_([&to = to_, obj] { to.onAdd(obj); });
+        post_([&to = to_, copy = obj] { to.onAdd(copy); });
     }
     void onUpdate(const T& obj) override {
-        post_([&to = to_, obj] { to.onUpdate(obj); });
+        post_([&to = to_, copy = obj] { to.onUpdate(copy); });
     }
     void onDelete(const ObjectKey& key) override {
         post_([&to = to_, key] { to.onDelete(key); });
