@@ -624,11 +624,10 @@ bool Proxier::owns(const ipvs::ServiceKey& key) const {
     return ownsVirtualServer(key, view);
 }
 
-std::vector<Result<void>> Proxier::vipApply(std::span<const ipvs::AddressOp> ops) {
+std::vector<Result<void>> Proxier::vipApply(VipBinding how, std::span<const ipvs::AddressOp> ops) {
     const std::string dev(names::kDummyInterface);
-    return bindingFor(cfg_.binding, cfg_.family) == VipBinding::Address
-               ? k_.addresses.apply(dev, ops)
-               : k_.addresses.applyLocalRoutes(dev, ops);
+    return how == VipBinding::Address ? k_.addresses.apply(dev, ops)
+                                      : k_.addresses.applyLocalRoutes(dev, ops);
 }
 
 Result<std::vector<net::IpAddress>> Proxier::vipList(VipBinding how) {
@@ -1083,9 +1082,7 @@ void Proxier::removeOtherBinding() {
         return;
     }
     vipWriteSeq_ = ++opSeq_;
-    const std::string dev(names::kDummyInterface);
-    const auto results =
-        addresses ? k_.addresses.apply(dev, ops) : k_.addresses.applyLocalRoutes(dev, ops);
+    const auto results = vipApply(addresses ? VipBinding::Address : VipBinding::Route, ops);
     OpTally tally(*this);
     for (std::size_t j = 0; j < ops.size(); ++j) {
         const bool good = j < results.size() && results[j].has_value();
@@ -1094,7 +1091,7 @@ void Proxier::removeOtherBinding() {
             // Not retried before the next start, which finds it again if it is still there.
             log::error("Removing a VIP bound the other way failed",
                        {{"address", ops[j].address.toString()},
-                        {"interface", dev},
+                        {"interface", std::string(names::kDummyInterface)},
                         {"error", j < results.size() ? results[j].error().message
                                                      : std::string("no result")}});
         }
@@ -1122,7 +1119,7 @@ bool Proxier::applyVipOps(Batch& b, bool adds) {
         return true;
     }
     vipWriteSeq_ = ++opSeq_;
-    const auto results = vipApply(ops);
+    const auto results = vipApply(bindingFor(cfg_.binding, cfg_.family), ops);
     const std::string_view object =
         bindingFor(cfg_.binding, cfg_.family) == VipBinding::Address ? "address" : "route";
     bool okAll = true;

@@ -405,8 +405,9 @@ class Proxier {
     bool marksPendingVs(SetId set, const ipvs::SetEntry& e) const;
     bool marksPendingVs(const net::IpAddress& vip) const;
     bool excluded(const net::IpAddress& a) const;
-    std::vector<Result<void>> vipApply(std::span<const ipvs::AddressOp> ops);
-    // This family's VIPs bound one way: kube-ipvs0's addresses or its local routes.
+    // VIPs bound one way: kube-ipvs0's addresses or its local routes (this family's, for
+    // vipList).
+    std::vector<Result<void>> vipApply(VipBinding how, std::span<const ipvs::AddressOp> ops);
     Result<std::vector<net::IpAddress>> vipList(VipBinding how);
     void removeOtherBinding();
     Result<void> ensureSets();
