@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <vector>
 
 #include "ipvs/ipset.h"
 #include "ipvs/net.h"
@@ -25,5 +26,14 @@ struct OwnershipView {
 // with the port in KUBE-NODE-PORT-TCP/UDP (or ip,sctp:port in KUBE-NODE-PORT-SCTP-HASH).
 // Firewall-mark services are never ours.
 bool ownsVirtualServer(const ipvs::ServiceKey& key, const OwnershipView& view);
+
+// The set members that mark `key` as ours, by the rule above; a NodePort one counts only on a
+// node address. None for a firewall-mark service.
+struct Marker {
+    SetId set;
+    ipvs::SetEntry entry;
+    bool nodePort = false;
+};
+std::vector<Marker> markersOf(const ipvs::ServiceKey& key);
 
 }  // namespace kipvs::proxy

@@ -1028,34 +1028,11 @@ bool Proxier::applySetOps(Batch& b, bool adds) {
 // vsPending_ then is a delete that failed. Its markers stay until a later sync deletes it, so
 // that a restart meanwhile still finds it ours (proxy/ownership.h) and deletes it.
 bool Proxier::marksPendingVs(SetId set, const ipvs::SetEntry& e) const {
-    for (const auto& k : vsPending_) {
-        switch (set) {
-            case SetId::ClusterIp:
-            case SetId::ExternalIp:
-            case SetId::ExternalIpLocal:
-            case SetId::LoadBalancer:
-                if (e == ipvs::SetEntry::ipPort(k.address, k.protocol, k.port)) {
-                    return true;
-                }
-                break;
-            case SetId::NodePortTcp:
-            case SetId::NodePortUdp:
-                if (e == ipvs::SetEntry::portOnly(k.port) &&
-                    k.protocol ==
-                        (set == SetId::NodePortTcp ? ipvs::Protocol::TCP : ipvs::Protocol::UDP)) {
-                    return true;
-                }
-                break;
-            case SetId::NodePortSctp:
-                if (e == ipvs::SetEntry::ipPort(k.address, ipvs::Protocol::SCTP, k.port)) {
-                    return true;
-                }
-                break;
-            default:
-                return false;  // not an ownership marker
-        }
-    }
-    return false;
+    return std::any_of(vsPending_.begin(), vsPending_.end(), [&](const ipvs::ServiceKey& k) {
+        const auto markers = markersOf(k);
+        return std::any_of(markers.begin(), markers.end(),
+                           [&](const Marker& m) { return m.set == set && m.entry == e; });
+    });
 }
 
 bool Proxier::marksPendingVs(const net::IpAddress& vip) const {
