@@ -17,15 +17,17 @@ Phases, all in this one guest boot:
      latency = time stamp of the first "Synced proxy rules" line after the API write minus the
      wall time just before the write (so it includes the fake API server, the watch, decoding,
      the sync and every kernel write of it); kernel writes per change from
-     kube_ipvs_kernel_operations_total, as the delta over the K changes divided by K;
+     kube_ipvs_kernel_operations_total, as the delta over the K changes divided by K; then the
+     same with the kernel's rate estimation off (estimation_off);
   5. verification: endpoint changes every 250 ms across at least one syncPeriod pass; the pass
      duration comes from the daemon's "Verified kernel state" line; changes whose window overlaps
-     a pass are reported separately;
+     a pass are reported separately; then the same with the rate estimation off;
   6. churn (optional): open-loop endpoint changes at a fixed rate: CPU seconds, lag, RSS drift;
   7. restart with everything programmed: time to the first complete sync and kernel writes;
   memory (VmHWM/VmRSS from /proc) is sampled after each phase.
 """
 import argparse
+import contextlib
 import gc
 import hashlib
 import json
@@ -444,29 +446,43 @@ class Run:
         self.result[key] = out
         self.memory("after-" + key.replace("_", "-"))
 
-    def incremental_without_estimation(self):
-        """The incremental phase again with the kernel's rate estimation off. Before 6.2 (this
-        guest runs 6.1) IPVS estimates the rates of every virtual and real server in one timer
-        every 2 s, in softirq context: at 484,000 of them it holds a CPU for about 190 ms under
+    @contextlib.contextmanager
+    def estimation_off(self, what):
+        """Runs a phase again with the kernel's rate estimation off. Before 6.2 (this guest
+        runs 6.1) IPVS estimates the rates of every virtual and real server in one timer every
+        2 s, in softirq context: at 484,000 of them it holds a CPU for about 190 ms under
         emulation, and whatever ran there waits, the daemon's IPVS writes included. 6.2 moved
         the estimation to kernel threads; on older kernels net.ipv4.vs.run_estimation=0 stops
-        it (the counters still count; only the rates in `ipvsadm -L --rate` stop)."""
+        it (the counters still count; only the rates in `ipvsadm -L --rate` stop). Yields
+        False, and runs nothing, on a kernel without the sysctl."""
         if not os.path.exists(RUN_ESTIMATION):
-            say("  (no net.ipv4.vs.run_estimation in this kernel: second incremental pass "
-                "skipped)")
+            say(f"  (no net.ipv4.vs.run_estimation in this kernel: {what} without it skipped)")
+            yield False
             return
         with open(RUN_ESTIMATION) as f:
             before = f.read()
         with open(RUN_ESTIMATION, "w") as f:
             f.write("0\n")
         try:
-            say("  incremental again with net.ipv4.vs.run_estimation=0:")
-            self.incremental("incremental_no_estimation")
+            say(f"  {what} again with net.ipv4.vs.run_estimation=0:")
+            yield True
         finally:
             with open(RUN_ESTIMATION, "w") as f:
                 f.write(before)
 
-    def verification(self):
+    def incremental_without_estimation(self):
+        with self.estimation_off("incremental") as on:
+            if on:
+                self.incremental("incremental_no_estimation")
+
+    def verification_without_estimation(self):
+        """Separates what a pass costs the event loop from the estimator's stalls, which fall
+        on changes inside and outside a pass alike."""
+        with self.estimation_off("verification") as on:
+            if on:
+                self.verification("verify_no_estimation")
+
+    def verification(self, key="verify"):
         # Endpoint changes every 250 ms until at least one pass started and ended in the window.
         self.log.poll()
         first = len(self.log.verifies)
@@ -482,7 +498,7 @@ class Run:
             time.sleep(max(0.0, 0.25 - (time.time() - t0)))
         passes = self.log.verifies[first:]
         if not passes:
-            self.result["verify"] = None
+            self.result[key] = None
             say("  WARNING: no verification pass seen")
             return
         windows = [(v["startedUnixMs"] / 1000, v["ts"]) for v in passes]
@@ -496,13 +512,13 @@ class Run:
              "during_p50": pct(during, 50), "during_p99": pct(during, 99),
              "during_n": len(during), "outside_p50": pct(outside, 50),
              "outside_p99": pct(outside, 99), "outside_n": len(outside)}
-        self.result["verify"] = v
+        self.result[key] = v
         say(f"  verification pass: read {v['read_s']:.3f}s (own thread) + compare "
             f"{v['compare_s']:.3f}s (io thread; longest step {v['longest_step_s'] * 1000:.1f} "
             f"ms); drift {v['drift']}; {len(during)} changes "
             f"during a pass: p50 {ms(v['during_p50'])}, p99 {ms(v['during_p99'])}; "
             f"{len(outside)} outside: p50 {ms(v['outside_p50'])}, p99 {ms(v['outside_p99'])}")
-        self.memory("after-verify")
+        self.memory("after-" + key.replace("_", "-"))
 
     def churn(self):
         rate, secs = self.args.churn_rate, self.args.churn_seconds
@@ -637,6 +653,7 @@ class Run:
             self.profile_report("verify", p, data)
         try:
             self.verification()
+            self.verification_without_estimation()
             if self.args.churn_seconds > 0:
                 self.churn()
             self.memory("steady")

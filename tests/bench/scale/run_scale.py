@@ -186,6 +186,19 @@ def markdown(results, mode, binding, wall):
             f"{'-' if rs.get('writes') is None else format(rs['writes'], 'g')} | "
             f"{'-' if peak is None else f'{peak / 2**20:.1f}'} | "
             f"{'-' if steady is None else f'{steady / 2**20:.1f}'} |")
+    quiet = [r for r in results if r.get("verify_no_estimation")]
+    if quiet:
+        out += ["", "Endpoint-change latency around a verification pass again with the kernel's "
+                "rate estimation off, which leaves what the pass itself costs (ms, p50 / p99):",
+                "", "| Services x endpoints | pass s (read + compare) | latency during pass | "
+                "latency otherwise |", "| --- | --- | --- | --- |"]
+        for r in quiet:
+            v = r["verify_no_estimation"]
+            out.append(f"| {r['services']:,} x {r['endpoints']} | {f3(v.get('total_s'))} "
+                       f"({f3(v.get('read_s'))} + {f3(v.get('compare_s'))}) | "
+                       f"{fms(v.get('during_p50'))} / {fms(v.get('during_p99'))} "
+                       f"(n={v.get('during_n', 0)}) | {fms(v.get('outside_p50'))} / "
+                       f"{fms(v.get('outside_p99'))} (n={v.get('outside_n', 0)}) |")
     fit = fit_memory(results)
     if fit:
         out += ["", f"Memory fit over the configurations (steady RSS = base + a·Services + "
@@ -393,6 +406,13 @@ def checks(results):
             check(v["during_p99"] <= 1.5 * a, f"endpoint latency p99 during a verification pass "
                   f"at {sizes[-1]} x {e} within 1.5x of {sizes[0]} x {e} outside one "
                   f"({v['during_p99'] / a:.2f}x)", timing=True)
+        q = "incremental_no_estimation"
+        v = hi.get("verify_no_estimation")
+        if v and v.get("during_p99") is not None and q in lo:
+            a = lo[q]["endpoint"]["p99"]
+            check(v["during_p99"] <= 1.5 * a, f"endpoint latency p99 during a verification pass "
+                  f"at {sizes[-1]} x {e} within 1.5x of {sizes[0]} x {e} outside one, with "
+                  f"net.ipv4.vs.run_estimation=0 ({v['during_p99'] / a:.2f}x)", timing=True)
     for r in results:
         if r["services"] * r["endpoints"] >= 440_000:
             peak = max(x["VmHWM"] for x in r["memory"].values())
