@@ -2,14 +2,19 @@
 // two proxiers (IPv4 and IPv6) are fed N ClusterIP Services with E endpoints each, as the
 // initial lists deliver them, and synced against the kernel fakes. The bytes they hold are
 // measured by destroying them (glibc's mallinfo2 before and after), so the fakes' own tables
-// do not count. Bytes, not times: the result is the same on every machine.
+// do not count. Then the verification's snapshot of the same IPVS table is read from the fake:
+// the bytes it holds and the most it held at once while it was read (counted by this program's
+// operator new). Bytes, not times: the result is the same on every machine.
 //
 //   bench-proxier-memory [SERVICES [ENDPOINTS]]     (default 10000 10)
 #include <malloc.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -20,8 +25,48 @@ using namespace kipvs;
 
 namespace {
 
+// Bytes allocated through operator new and not yet freed, and the most since resetPeak().
+std::atomic<std::size_t> gLive{0};
+std::atomic<std::size_t> gPeak{0};
+
+void resetPeak() {
+    gPeak = gLive.load();
+}
+
+}  // namespace
+
+// GCC takes the free() below for a mismatch with operator new, which it cannot see is this one.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void* operator new(std::size_t n) {
+    void* p = std::malloc(n == 0 ? 1 : n);
+    if (p == nullptr) {
+        throw std::bad_alloc();
+    }
+    const std::size_t live = gLive += malloc_usable_size(p);
+    std::size_t peak = gPeak.load();
+    while (live > peak && !gPeak.compare_exchange_weak(peak, live)) {
+    }
+    return p;
+}
+
+void operator delete(void* p) noexcept {
+    if (p != nullptr) {
+        gLive -= malloc_usable_size(p);
+        std::free(p);
+    }
+}
+
+void operator delete(void* p, std::size_t /*n*/) noexcept {
+    operator delete(p);
+}
+#pragma GCC diagnostic pop
+
+namespace {
+
 std::size_t heapInUse() {
-    return mallinfo2().uordblks;
+    const auto m = mallinfo2();
+    return m.uordblks + m.hblkhd;  // blocks in the heaps and blocks mapped on their own
 }
 
 net::IpAddress v4(std::uint32_t a) {
@@ -119,6 +164,18 @@ int main(int argc, char** argv) {
     }
     malloc_trim(0);
     const std::size_t withProxiers = heapInUse();
+    const std::size_t snapBefore = gLive;
+    resetPeak();
+    std::size_t snapHeld = 0;
+    {
+        auto snap = proxy::takeSnapshot(ipvs);
+        if (!snap) {
+            std::fprintf(stderr, "snapshot failed: %s\n", snap.error().message.c_str());
+            return 1;
+        }
+        snapHeld = gLive - snapBefore;
+    }
+    const std::size_t snapPeak = gPeak - snapBefore;
     const std::size_t v4Before = heapInUse();
     proxiers[0].reset();
     const std::size_t v4Bytes = v4Before - heapInUse();
@@ -132,5 +189,6 @@ int main(int argc, char** argv) {
                 v6Held, withProxiers - before);
     std::printf("bytes_per_service=%.0f (with its %d endpoints)\n", static_cast<double>(total) / n,
                 e);
+    std::printf("verification_snapshot_bytes=%zu peak_while_read=%zu\n", snapHeld, snapPeak);
     return 0;
 }
