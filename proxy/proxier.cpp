@@ -105,18 +105,28 @@ std::size_t SetEntryHash::operator()(const SetEntry& e) const noexcept {
     return h;
 }
 
+std::span<PackedDest> IpvsSnapshot::addDests(Vs& v, std::size_t n) {
+    if (destBlocks.empty() || destBlocks.back().size() + n > kDestBlock) {
+        destBlocks.emplace_back().reserve(std::max(n, kDestBlock));
+    }
+    auto& block = destBlocks.back();
+    v.firstDest = (destBlocks.size() - 1) * kDestBlock + block.size();
+    v.destCount = static_cast<std::uint32_t>(n);
+    block.resize(block.size() + n);
+    return {block.data() + block.size() - n, n};
+}
+
 Result<IpvsSnapshot> takeSnapshot(ipvs::Ipvs& ipvs) {
     IpvsSnapshot snap;
     auto r = ipvs.walk([&](const ipvs::ServiceEntry& s, std::span<const ipvs::DestEntry> ds) {
         IpvsSnapshot::Vs v;
         v.vs = s.service;
         v.vs.flags &= ~ipvs::kSvcFlagHashed;
-        v.firstDest = static_cast<std::uint32_t>(snap.dests.size());
-        v.destCount = static_cast<std::uint32_t>(ds.size());
-        for (const auto& d : ds) {
-            snap.dests.emplace_back(d.dest);
+        const auto out = snap.addDests(v, ds.size());
+        for (std::size_t i = 0; i < ds.size(); ++i) {
+            out[i] = PackedDest(ds[i].dest);
         }
-        std::sort(snap.dests.begin() + v.firstDest, snap.dests.end(), keyLess);
+        std::sort(out.begin(), out.end(), keyLess);
         snap.services.push_back(v);
     });
     if (!r) {

@@ -27,6 +27,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -136,21 +137,30 @@ struct SyncTime {
     std::int64_t wallNs = 0;  // Unix time, for trigger-time latency
 };
 
-// A kernel IPVS table as read by Ipvs::walk, compact (no counters). The real servers are one
-// array, not one per virtual server: 44,000 small blocks, freed when the verification ends,
-// left their heap fragmented and resident; one large block is mapped on its own and goes back
-// to the kernel whole.
+// A kernel IPVS table as read by Ipvs::walk, compact (no counters). The real servers are kept
+// in blocks of kDestBlock, each virtual server's in one block (one with more has a block of its
+// own): 44,000 small blocks, one per virtual server, left the heap fragmented and resident once
+// freed, and one array grown by doubling held the old and the new array at once (18.9 MB for
+// the 10.6 MB of real servers at 44,000 x 10). Each block is mapped on its own (it is larger
+// than the heap's mmap threshold, 256 KiB: proxy/process.h) and goes back to the kernel whole.
 struct IpvsSnapshot {
+    static constexpr std::size_t kDestBlock = 16384;  // 384 KiB
     struct Vs {
         ipvs::VirtualServer vs;
-        std::uint32_t firstDest = 0;  // its real servers: dests[firstDest, firstDest + destCount)
+        // Its real servers: block firstDest / kDestBlock, from firstDest % kDestBlock on.
+        std::uint64_t firstDest = 0;
         std::uint32_t destCount = 0;
     };
-    std::vector<Vs> services;
-    std::vector<PackedDest> dests;  // per virtual server sorted by key
+    // A deque, for the same reason: no copy of the whole list while it grows.
+    std::deque<Vs> services;
+    std::vector<std::vector<PackedDest>> destBlocks;
+
     std::span<const PackedDest> destsOf(const Vs& v) const {
-        return {dests.data() + v.firstDest, v.destCount};
+        return {destBlocks[v.firstDest / kDestBlock].data() + v.firstDest % kDestBlock,
+                v.destCount};
     }
+    // Room for n real servers, in one block; v.firstDest and v.destCount are set to it.
+    std::span<PackedDest> addDests(Vs& v, std::size_t n);
 };
 // Reads the whole IPVS table (both families). Safe on another thread with its own Ipvs.
 Result<IpvsSnapshot> takeSnapshot(ipvs::Ipvs& ipvs);

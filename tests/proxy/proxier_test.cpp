@@ -1693,3 +1693,39 @@ TEST_CASE("the gauges that count every Service are set when refreshed, not by ea
     CHECK(gauge("kube_ipvs_virtual_servers") == 1);
     CHECK(gauge("kube_ipvs_real_servers") == 0);
 }
+
+TEST_CASE("a snapshot keeps each virtual server's real servers in one block, in order",
+          "[proxier]") {
+    // 10,000 + 10,000 do not share a block; 20,000 take one of their own; 3 start another.
+    constexpr std::size_t kBlock = IpvsSnapshot::kDestBlock;
+    fakes::FakeIpvs ipvs;
+    const std::vector<std::pair<std::string, std::uint32_t>> want = {
+        {"10.96.0.1", 10000}, {"10.96.0.2", 10000}, {"10.96.0.3", 20000}, {"10.96.0.4", 3}};
+    for (const auto& [vip, n] : want) {
+        ipvs::VirtualServer vs;
+        vs.key = {ip(vip.c_str()), 80, Protocol::TCP, 0};
+        vs.scheduler = *ipvs::ShortName::make("rr");
+        ipvs.addService(vs);
+        for (std::uint32_t i = n; i-- > 0;) {  // added in reverse: the snapshot sorts them
+            ipvs::RealServer rs;
+            rs.key = {net::IpAddress::v4(0x0A800000U + i), 8080};
+            ipvs.addDest(vs.key, rs);
+        }
+    }
+    auto snap = takeSnapshot(ipvs);
+    REQUIRE(snap.has_value());
+    REQUIRE(snap->services.size() == want.size());
+    CHECK(snap->destBlocks.size() == 4);
+    for (const auto& block : snap->destBlocks) {
+        CHECK(block.capacity() == std::max(block.size(), kBlock));
+    }
+    for (std::size_t j = 0; j < want.size(); ++j) {
+        const auto& v = snap->services[j];
+        CHECK(v.vs.key.address == ip(want[j].first.c_str()));
+        const auto ds = snap->destsOf(v);
+        REQUIRE(ds.size() == want[j].second);
+        for (std::uint32_t i = 0; i < ds.size(); ++i) {
+            REQUIRE(ds[i].key() == ipvs::DestKey{net::IpAddress::v4(0x0A800000U + i), 8080});
+        }
+    }
+}
