@@ -1,11 +1,15 @@
 #include "proxy/proxier.h"
 
+#include "proxy/hash_buckets.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <iterator>
 #include <limits>
+#include <tuple>
 
 #include "ipvs/names.h"
+#include "proxy/hash_buckets.h"
 #include "proxy/log.h"
 #include "proxy/ownership.h"
 
@@ -1379,6 +1383,36 @@ void Proxier::queueStaleCleanup(Batch& /*b*/) {
     }
 }
 
+template <class Self, class F>
+void Proxier::forEachTable(Self& self, F&& f) {
+    std::apply(
+        [&](auto&... t) { (f(t), ...); },
+        std::tie(self.services_, self.otherFamily_, self.slices_, self.dirty_, self.earlyDeferred_,
+                 self.triggers_, self.contrib_, self.vsOwner_, self.vsWaiting_, self.known_,
+                 self.recentlyDeleted_, self.vipPending_, self.vsPending_));
+    for (std::size_t i = 0; i < kSetCount; ++i) {
+        f(self.setPending_[i]);
+        f(self.setFailed_[i]);
+    }
+}
+
+void Proxier::shrinkTables() {
+    forEachTable(*this, [](auto& t) { shrinkBuckets(t); });
+    binds_.shrinkBuckets();
+    for (auto& set : sets_) {
+        set.shrinkBuckets();
+    }
+}
+
+std::size_t Proxier::bucketCount() const {
+    std::size_t n = binds_.bucketCount();
+    forEachTable(*this, [&](const auto& t) { n += t.bucket_count(); });
+    for (const auto& set : sets_) {
+        n += set.bucketCount();
+    }
+    return n;
+}
+
 bool Proxier::applyBatch(Batch& b, const SyncTime& now) {
     Step::Times scratch;
     Step::Times& t = b.times != nullptr ? *b.times : scratch;
@@ -1625,6 +1659,7 @@ Proxier::Step Proxier::syncStep(const SyncTime& now) {
         step.aborted = !rulesOk;
         good = rulesOk && good;
         updateTerminatingGauge();  // the rest: refreshGauges(), at scrape time
+        shrinkTables();
     }
     // Failed IPVS writes marked their Service dirty again; those are retried on the next sync
     // (after the runner's retry delay), not in this one.

@@ -343,6 +343,8 @@ class Proxier {
     std::size_t serviceCount() const { return services_.size(); }
     // True once the first full sync after start has completed.
     bool initialSyncDone() const { return initialSyncDone_; }
+    // Buckets of all its hash tables, for the tests and the memory bench.
+    std::size_t bucketCount() const;
     // The Service that owns a virtual server, or null.
     const k8s::ObjectKey* ownerOf(const ipvs::ServiceKey& key) const {
         auto it = vsOwner_.find(key);
@@ -426,6 +428,12 @@ class Proxier {
                  double n = 1);
     class OpTally;
     void updateTerminatingGauge();
+    // After a complete sync: gives back the bucket arrays of tables that shrank or were sized
+    // for a burst (proxy/hash_buckets.h).
+    void shrinkTables();
+    // f(table) for each std::unordered_* table (not binds_ and sets_, RefTables).
+    template <class Self, class F>
+    static void forEachTable(Self& self, F&& f);
     void countRepair(std::string_view object, int& counter);
     void compareVips(const std::vector<net::IpAddress>& vips, VerifyReport& rep);
     void compareSet(std::size_t i, const std::vector<ipvs::SetEntry>& members, VerifyReport& rep);

@@ -11,6 +11,8 @@
 #include <functional>
 #include <unordered_map>
 
+#include "proxy/hash_buckets.h"
+
 namespace kipvs::proxy {
 
 template <class T, class Hash = std::hash<T>>
@@ -93,6 +95,9 @@ class RefTable {
             setKnown(v, true);
         }
     }
+
+    bool shrinkBuckets() { return proxy::shrinkBuckets(map_); }
+    std::size_t bucketCount() const { return map_.bucket_count(); }
 
     // f(object, wanted, known) for each object wanted or held. f must not change the table.
     template <class F>
