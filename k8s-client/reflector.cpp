@@ -9,7 +9,6 @@
 #include <string_view>
 #include <tuple>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "k8s-client/framing.h"
@@ -679,10 +678,15 @@ class KeyTable {
     }
     std::size_t size() const { return map_.size(); }
     bool empty() const { return map_.empty(); }
+    std::uint64_t* find(std::string_view key) {
+        auto it = map_.find(key);
+        return it == map_.end() ? nullptr : &it->second;
+    }
+    // f(key, value&) for each key; f must not insert or erase.
     template <class F>
-    void forEachKey(F&& f) const {
-        for (const auto& [key, value] : map_) {
-            f(std::string_view(key));
+    void forEach(F&& f) {
+        for (auto& [key, value] : map_) {
+            f(std::string_view(key), value);
         }
     }
 
@@ -719,11 +723,34 @@ class Reflector final : public ReflectorCore, public Informer<T> {
         return o;
     }
 
-    void beginReplace() override { freeSeen(); }
+    // Each delivered object's entry holds its content hash (48 bits) and the mark of the
+    // replace that last listed it (16 bits). At a replace's commit, the objects without its
+    // mark were not listed: they are gone. (A set of the listed keys did that before: at
+    // 44,000 Services x 10 it held 8 MB while the lists came in, on top of the peak.) Mark 0
+    // is never a replace's: it unmarks.
+    static constexpr int kMarkBits = 16;
+    static constexpr std::uint64_t kMarkMask = (std::uint64_t{1} << kMarkBits) - 1;
+    static std::uint64_t entryOf(std::uint64_t hash, std::uint64_t mark) {
+        return (hash << kMarkBits) | mark;
+    }
+    static std::uint64_t hashOf(std::uint64_t entry) { return entry >> kMarkBits; }
+    static std::uint64_t markOf(std::uint64_t entry) { return entry & kMarkMask; }
 
-    // Releases the storage, not just the elements: `x = {}` would pick the initializer_list
-    // assignment and keep a 44,000-slot capacity alive for the life of the informer.
-    void freeSeen() { decltype(seen_)().swap(seen_); }
+    void beginReplace() override {
+        if (++mark_ > kMarkMask) {
+            // Wrapped: an object listed by none of the last 65,535 replaces (all abandoned)
+            // may still carry the mark that comes round again. Unmark all first.
+            delivered_.forEach(
+                [](std::string_view, std::uint64_t& e) { e = entryOf(hashOf(e), 0); });
+            mark_ = 1;
+        }
+    }
+
+    void unmark(std::string_view key) {
+        if (auto* e = delivered_.find(key)) {
+            *e = entryOf(hashOf(*e), 0);
+        }
+    }
 
     // Each object is whole and real (a version the server held at some point not older than
     // what was delivered before), so it goes out now, as a watch event would; only the
@@ -734,27 +761,22 @@ class Reflector final : public ReflectorCore, public Informer<T> {
         DecodeReport r;
         auto o = decode(v, r);
         if (!o) {
-            seen_.erase(keyString(r.key));
+            unmark(keyString(r.key));
             return false;
         }
-        std::string key = keyString(Codec<T>::key(*o));
-        const bool changed = upsert(key, *o, r.notes);
-        seen_.insert(std::move(key));
-        return changed;
+        return upsert(keyString(Codec<T>::key(*o)), *o, r.notes);
     }
 
     // A DELETED among watch-list's initial events (a server that ignored sendInitialEvents
     // sends a plain watch's events): not listed, so deleted at commit if it was delivered.
     void removeFromReplace(const json::value& v) override {
-        seen_.erase(keyString(metaKey(v, kNamespaced)));
+        unmark(keyString(metaKey(v, kNamespaced)));
     }
 
     void commitReplace() override {
-        const auto seen = std::move(seen_);
-        freeSeen();
         std::vector<std::string> gone;
-        delivered_.forEachKey([&](std::string_view key) {
-            if (seen.count(key) == 0) {
+        delivered_.forEach([&](std::string_view key, std::uint64_t e) {
+            if (markOf(e) != mark_) {
                 gone.emplace_back(key);
             }
         });
@@ -766,7 +788,7 @@ class Reflector final : public ReflectorCore, public Informer<T> {
         }
     }
 
-    void abortReplace() override { freeSeen(); }
+    void abortReplace() override {}
 
     void apply(EventType type, const json::value& v) override {
         if (type == EventType::Deleted) {
@@ -794,15 +816,17 @@ class Reflector final : public ReflectorCore, public Informer<T> {
     }
 
     // True when the object went out (added or changed).
+    // The object carries the current replace's mark, whether a replace or a watch event
+    // delivered it.
     bool upsert(const std::string& key, const T& obj, const std::vector<Note>& notes) {
-        const std::uint64_t h = contentHash(obj);
-        auto [slot, inserted] = delivered_.tryEmplace(key, h);
-        const bool changed = inserted || *slot != h;
+        const std::uint64_t h = contentHash(obj) >> kMarkBits;
+        auto [slot, inserted] = delivered_.tryEmplace(key, entryOf(h, mark_));
+        const bool changed = inserted || hashOf(*slot) != h;
         reportNotes(key, obj, notes, changed);
+        *slot = entryOf(h, mark_);
         if (inserted) {
             handler_.onAdd(obj);
         } else if (changed) {
-            *slot = h;
             handler_.onUpdate(obj);
         }
         return changed;
@@ -844,11 +868,10 @@ class Reflector final : public ReflectorCore, public Informer<T> {
     std::size_t deliveredCount() const override { return delivered_.size(); }
 
     EventHandler<T>& handler_;
-    KeyTable delivered_;  // key -> content hash
+    KeyTable delivered_;      // key -> entryOf(content hash, mark)
+    std::uint64_t mark_ = 0;  // the current (or last) replace's mark, 1..kMarkMask
     // Signature of the notes last reported, for delivered objects that have notes only.
     KeyTable noted_;
-    // Keys listed so far in the current replace.
-    std::unordered_set<std::string, StringHash, std::equal_to<>> seen_;
 };
 
 }  // namespace

@@ -182,6 +182,29 @@ TEST_CASE("410 in-band: backoff, relist at the last RV, set-based diff", "[refle
     CHECK(r.req().param("resourceVersion") == "300");
 }
 
+TEST_CASE("an object no relist listed is deleted by the next complete one, past 65,535 failures",
+          "[reflector]") {
+    // Each delivered object carries the mark of the last replace (list) that listed it; the
+    // marks are 16 bits, and come round again after 65,535 replaces.
+    Rig r;
+    r.start();
+    auto& w = r.list("100", {svcJson("a", "1"), svcJson("b", "2")});
+    r.handler.take();
+    w.head(200);
+    w.data(event("ERROR", statusJson(500, "InternalError", "watch failed")));
+    // 65,534 relists fail before any object arrives: b keeps the first list's mark.
+    for (int i = 0; i < 65534; ++i) {
+        r.clock->advance(r.clock->nextDue());
+        REQUIRE(r.req().param("watch") == "<absent>");
+        r.req().respond(500, statusJson(500, "InternalError", "list failed"));
+    }
+    REQUIRE(r.handler.log.empty());
+    // The 65,535th relist since the first list completes, without b.
+    r.clock->advance(r.clock->nextDue());
+    r.list("200", {svcJson("a", "1")});
+    CHECK(r.handler.take() == Strings{"delete default/b"});
+}
+
 TEST_CASE("410 on the relist list: relist at once at RV \"\" (consistent read)", "[reflector]") {
     Rig r;
     r.start();
