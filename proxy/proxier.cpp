@@ -110,6 +110,12 @@ std::size_t SetEntryHash::operator()(const SetEntry& e) const noexcept {
 }
 
 std::span<PackedDest> IpvsSnapshot::addDests(Vs& v, std::size_t n) {
+    if (n == 0) {
+        // Not placed: after a full block (or one of its own) there is no room to point at.
+        v.firstDest = 0;
+        v.destCount = 0;
+        return {};
+    }
     if (destBlocks.empty() || destBlocks.back().size() + n > kDestBlock) {
         destBlocks.emplace_back().reserve(std::max(n, kDestBlock));
     }

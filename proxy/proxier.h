@@ -156,6 +156,9 @@ struct IpvsSnapshot {
     std::vector<std::vector<PackedDest>> destBlocks;
 
     std::span<const PackedDest> destsOf(const Vs& v) const {
+        if (v.destCount == 0) {
+            return {};  // none taken: firstDest is 0 and there may be no block at all
+        }
         return {destBlocks[v.firstDest / kDestBlock].data() + v.firstDest % kDestBlock,
                 v.destCount};
     }

@@ -1696,11 +1696,13 @@ TEST_CASE("the gauges that count every Service are set when refreshed, not by ea
 
 TEST_CASE("a snapshot keeps each virtual server's real servers in one block, in order",
           "[proxier]") {
-    // 10,000 + 10,000 do not share a block; 20,000 take one of their own; 3 start another.
+    // 10,000 + 10,000 do not share a block; 20,000 take one of their own; none take no room;
+    // 3 start another; none again, after the last block.
     constexpr std::size_t kBlock = IpvsSnapshot::kDestBlock;
     fakes::FakeIpvs ipvs;
     const std::vector<std::pair<std::string, std::uint32_t>> want = {
-        {"10.96.0.1", 10000}, {"10.96.0.2", 10000}, {"10.96.0.3", 20000}, {"10.96.0.4", 3}};
+        {"10.96.0.1", 10000}, {"10.96.0.2", 10000}, {"10.96.0.3", 20000},
+        {"10.96.0.4", 0},     {"10.96.0.5", 3},     {"10.96.0.6", 0}};
     for (const auto& [vip, n] : want) {
         ipvs::VirtualServer vs;
         vs.key = {ip(vip.c_str()), 80, Protocol::TCP, 0};
