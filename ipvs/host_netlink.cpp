@@ -403,6 +403,21 @@ std::string attrString(const nlattr* a) {
     return {s, strnlen(s, attrLen(a))};
 }
 
+Status dumpConsistent(const std::function<void()>& restart, const std::function<Status()>& once,
+                      int tries) {
+    Status st;
+    for (int attempt = 0; attempt < tries; ++attempt) {
+        restart();
+        st = once();
+        if (!st.ok() || !st.interrupted) {
+            return st;
+        }
+    }
+    st.error = EAGAIN;
+    st.extack = "the table changed during each of " + std::to_string(tries) + " dumps";
+    return st;
+}
+
 std::string describe(const Status& s) {
     std::string m = std::error_code(s.error, std::generic_category()).message();
     if (!s.extack.empty()) {

@@ -119,6 +119,13 @@ class Socket {
 // "File exists" or "Network is down: Nexthop device is not up".
 std::string describe(const Status& s);
 
+// Runs one dump (`once`, after `restart` drops what an earlier try collected) until a try is
+// not interrupted (NLM_F_DUMP_INTR: the table changed under it, so entries may be missing or
+// doubled), at most `tries` times. If the last try is interrupted too, that is an error
+// (EAGAIN): what it collected must not be taken for the table.
+Status dumpConsistent(const std::function<void()>& restart, const std::function<Status()>& once,
+                      int tries = 3);
+
 // The attributes of message `h` after its `hdrlen`-byte family header, indexed by type
 // (nullptr where absent; types above tb.size() - 1 are ignored). False if the message is
 // shorter than its header.

@@ -94,25 +94,18 @@ void putRouteMessage(hostnl::MessageBuffer& b, const AddressOp& op, int index) {
     b.end();
 }
 
-// Runs one dump request (message `type` with the family header `hdr`). If the kernel reports
-// that the table changed while it was being dumped (NLM_F_DUMP_INTR), entries may be missing
-// or doubled: `restart` drops what was collected and the dump runs again, up to three times.
+// Runs one dump request (message `type` with the family header `hdr`), again if the table
+// changed under it (hostnl::dumpConsistent); `restart` drops what a try collected.
 template <class Header>
 hostnl::Status dump(hostnl::Socket& sock, std::uint16_t type, const Header& hdr,
                     const std::function<void()>& restart, const hostnl::Socket::DataFn& onData) {
-    hostnl::Status st;
-    for (int attempt = 0; attempt < 3; ++attempt) {
-        restart();
+    return hostnl::dumpConsistent(restart, [&] {
         hostnl::MessageBuffer b;
         b.begin(type, NLM_F_DUMP);
         b.putHeader(hdr);
         b.end();
-        st = sock.exchange(b, onData)[0];
-        if (!st.ok() || !st.interrupted) {
-            break;
-        }
-    }
-    return st;
+        return sock.exchange(b, onData)[0];
+    });
 }
 
 std::vector<Result<void>> allFailed(std::size_t n, const Error& e) {

@@ -3,7 +3,10 @@
 
 #include <linux/rtnetlink.h>
 
+#include <cerrno>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "ipvs/host_netlink.h"
 
@@ -78,4 +81,44 @@ TEST_CASE("describe() adds the kernel's extended ack", "[netlink]") {
     s.extack.clear();
     s.error = EEXIST;
     CHECK(describe(s) == "File exists");
+}
+
+TEST_CASE("a dump the kernel marks interrupted is retried, and an error after three", "[netlink]") {
+    // Each try collects into `got`; restart drops the last try's entries.
+    std::vector<int> got;
+    int tries = 0;
+    const int interruptedTries = GENERATE(0, 1, 2, 3, 4);
+    INFO("interrupted tries: " << interruptedTries);
+    const auto st = dumpConsistent([&] { got.clear(); },
+                                   [&] {
+                                       ++tries;
+                                       got.push_back(tries);
+                                       Status s;
+                                       s.interrupted = tries <= interruptedTries;
+                                       return s;
+                                   });
+    if (interruptedTries < 3) {
+        CHECK(st.ok());
+        CHECK(tries == interruptedTries + 1);
+        CHECK(got == std::vector<int>{tries});  // only the consistent try's entries
+    } else {
+        // Still changing on the third try: not a table to act on.
+        CHECK(tries == 3);
+        CHECK(st.error == EAGAIN);
+        CHECK(describe(st).find("the table changed during each of 3 dumps") != std::string::npos);
+    }
+}
+
+TEST_CASE("a failed dump is not retried", "[netlink]") {
+    int tries = 0;
+    const auto st = dumpConsistent([] {},
+                                   [&] {
+                                       ++tries;
+                                       Status s;
+                                       s.error = EPERM;
+                                       s.interrupted = true;
+                                       return s;
+                                   });
+    CHECK(tries == 1);
+    CHECK(st.error == EPERM);
 }
