@@ -112,7 +112,6 @@ class ReflectorCore {
     virtual bool replaceItem(const json::value& obj) = 0;
     virtual void removeFromReplace(const json::value& obj) = 0;
     virtual void commitReplace() = 0;
-    virtual void abortReplace() = 0;
     virtual void apply(EventType type, const json::value& obj) = 0;
     virtual void deliverSynced() = 0;
     virtual std::size_t deliveredCount() const = 0;
@@ -170,8 +169,8 @@ class ReflectorCore {
         }
     }
 
+    // An abandoned replace leaves nothing to undo: its marks are never a later one's.
     void abandonReplace() {
-        abortReplace();
         if (replaceDelivered_) {
             consistentRelist_ = true;
             replaceDelivered_ = false;
@@ -787,8 +786,6 @@ class Reflector final : public ReflectorCore, public Informer<T> {
             handler_.onDelete(keyFromString(key));
         }
     }
-
-    void abortReplace() override {}
 
     void apply(EventType type, const json::value& v) override {
         if (type == EventType::Deleted) {

@@ -15,16 +15,15 @@ namespace kipvs::proxy {
 inline constexpr std::size_t kShrinkMinBuckets = 1024;
 
 // Rehashes `c` to a load of 3/4 of its maximum if it has more than 5/4 of the buckets that
-// needs; true if it did. A rehash moves no element but invalidates iterators.
+// needs. A rehash moves no element but invalidates iterators.
 template <class C>
-bool shrinkBuckets(C& c) {
+void shrinkBuckets(C& c) {
     const auto need =
         static_cast<std::size_t>(static_cast<float>(c.size()) / (0.75F * c.max_load_factor())) + 1;
     if (c.bucket_count() < kShrinkMinBuckets || c.bucket_count() <= need + need / 4) {
-        return false;
+        return;
     }
     c.rehash(need);
-    return true;
 }
 
 }  // namespace kipvs::proxy

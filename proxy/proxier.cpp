@@ -1,7 +1,5 @@
 #include "proxy/proxier.h"
 
-#include "proxy/hash_buckets.h"
-
 #include <algorithm>
 #include <cerrno>
 #include <iterator>

@@ -96,7 +96,7 @@ class RefTable {
         }
     }
 
-    bool shrinkBuckets() { return proxy::shrinkBuckets(map_); }
+    void shrinkBuckets() { proxy::shrinkBuckets(map_); }
     std::size_t bucketCount() const { return map_.bucket_count(); }
 
     // f(object, wanted, known) for each object wanted or held. f must not change the table.

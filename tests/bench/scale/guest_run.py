@@ -454,7 +454,7 @@ class Run:
         emulation, and whatever ran there waits, the daemon's IPVS writes included. 6.2 moved
         the estimation to kernel threads; on older kernels net.ipv4.vs.run_estimation=0 stops
         it (the counters still count; only the rates in `ipvsadm -L --rate` stop). Yields
-        False, and runs nothing, on a kernel without the sysctl."""
+        False on a kernel without the sysctl, where the caller skips the phase."""
         if not os.path.exists(RUN_ESTIMATION):
             say(f"  (no net.ipv4.vs.run_estimation in this kernel: {what} without it skipped)")
             yield False
