@@ -7,9 +7,14 @@
 // for noticing that someone set them) whether they are 0 is all it needs.
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
+#include <memory>
+#include <stdexcept>
 
 #include "ipvs/types.h"
 
@@ -63,6 +68,7 @@ class PackedDest {
     }
 
   private:
+    friend struct DestCodec;
     static bool hasThresholds(const ipvs::RealServer& rs) {
         return rs.upperThreshold != 0 || rs.lowerThreshold != 0;
     }
@@ -82,5 +88,280 @@ static_assert(sizeof(PackedDest) == 24);
 inline bool keyLess(const PackedDest& a, const PackedDest& b) {
     return a.key() < b.key();
 }
+
+// How DestList and DestSpan store a PackedDest: an IPv4 one in 12 bytes (its address's 4,
+// not 16), "narrow", or all 24 bytes, "wide".
+struct DestCodec {
+    struct Narrow {
+        std::array<std::uint8_t, 4> addr;
+        std::uint16_t port;
+        ipvs::Forwarding forwarding;
+        std::uint8_t flags;
+        std::int32_t weight;
+    };
+    static_assert(sizeof(Narrow) == 12);
+
+    static constexpr std::size_t width(bool wide) {
+        return wide ? sizeof(PackedDest) : sizeof(Narrow);
+    }
+    static bool narrowable(const PackedDest& d) { return (d.flags_ & PackedDest::kV6) == 0; }
+    static PackedDest decode(const std::byte* p, bool wide) {
+        PackedDest d;
+        if (wide) {
+            std::memcpy(&d, p, sizeof d);
+            return d;
+        }
+        Narrow n;
+        std::memcpy(&n, p, sizeof n);
+        std::memcpy(d.addr_.data(), n.addr.data(), n.addr.size());
+        d.port_ = n.port;
+        d.forwarding_ = n.forwarding;
+        d.flags_ = n.flags;
+        d.weight_ = n.weight;
+        return d;
+    }
+    // A narrow p takes only a narrowable d.
+    static void encode(std::byte* p, bool wide, const PackedDest& d) {
+        if (wide) {
+            std::memcpy(p, &d, sizeof d);
+            return;
+        }
+        Narrow n{};
+        std::memcpy(n.addr.data(), d.addr_.data(), n.addr.size());
+        n.port = d.port_;
+        n.forwarding = d.forwarding_;
+        n.flags = d.flags_;
+        n.weight = d.weight_;
+        std::memcpy(p, &n, sizeof n);
+    }
+};
+
+// A read-only run of stored real servers (part of a DestList), read by value.
+class DestSpan {
+  public:
+    class const_iterator {
+      public:
+        using iterator_category = std::random_access_iterator_tag;
+        using value_type = PackedDest;
+        using difference_type = std::ptrdiff_t;
+        using pointer = void;
+        using reference = PackedDest;
+        const_iterator() = default;
+        const_iterator(const std::byte* data, bool wide, std::size_t i)
+            : data_(data), wide_(wide), i_(i) {}
+        PackedDest operator*() const {
+            return DestCodec::decode(data_ + i_ * DestCodec::width(wide_), wide_);
+        }
+        PackedDest operator[](difference_type n) const { return *(*this + n); }
+        const_iterator& operator++() { return *this += 1; }
+        const_iterator operator++(int) {
+            auto t = *this;
+            ++*this;
+            return t;
+        }
+        const_iterator& operator--() { return *this -= 1; }
+        const_iterator operator--(int) {
+            auto t = *this;
+            --*this;
+            return t;
+        }
+        const_iterator& operator+=(difference_type n) {
+            i_ = static_cast<std::size_t>(static_cast<difference_type>(i_) + n);
+            return *this;
+        }
+        const_iterator& operator-=(difference_type n) { return *this += -n; }
+        friend const_iterator operator+(const_iterator a, difference_type n) { return a += n; }
+        friend const_iterator operator+(difference_type n, const_iterator a) { return a += n; }
+        friend const_iterator operator-(const_iterator a, difference_type n) { return a -= n; }
+        friend difference_type operator-(const const_iterator& a, const const_iterator& b) {
+            return static_cast<difference_type>(a.i_) - static_cast<difference_type>(b.i_);
+        }
+        friend bool operator==(const const_iterator& a, const const_iterator& b) {
+            return a.i_ == b.i_;
+        }
+        friend auto operator<=>(const const_iterator& a, const const_iterator& b) {
+            return a.i_ <=> b.i_;
+        }
+        std::size_t index() const { return i_; }
+
+      private:
+        const std::byte* data_ = nullptr;
+        bool wide_ = false;
+        std::size_t i_ = 0;
+    };
+
+    DestSpan() = default;
+    DestSpan(const std::byte* data, std::size_t size, bool wide)
+        : data_(data), size_(size), wide_(wide) {}
+    std::size_t size() const { return size_; }
+    bool empty() const { return size_ == 0; }
+    const_iterator begin() const { return {data_, wide_, 0}; }
+    const_iterator end() const { return {data_, wide_, size_}; }
+    PackedDest operator[](std::size_t i) const { return begin()[static_cast<std::ptrdiff_t>(i)]; }
+    // The position of the first element whose key is not less than k.
+    std::size_t lowerBound(const ipvs::DestKey& k) const {
+        return std::lower_bound(
+                   begin(), end(), k,
+                   [](const PackedDest& d, const ipvs::DestKey& key) { return d.key() < key; })
+            .index();
+    }
+
+  private:
+    const std::byte* data_ = nullptr;
+    std::size_t size_ = 0;
+    bool wide_ = false;
+};
+
+// The real servers of one known virtual server, in key order, or a block of a verification
+// snapshot's: a list of PackedDest that keeps IPv4 ones narrow (12 bytes) behind one 8-byte
+// pointer, where a std::vector<PackedDest> took 24 bytes of header and 24 per element. At
+// 44,000 Services x 10 endpoints that is 5.6 MB less in the known table and 5.3 MB less in
+// a snapshot. Elements are read and written by value. A list holds one width: the first IPv6
+// real server widens all of it (a virtual server's real servers are of its family in practice,
+// so that happens only for a table someone else made).
+class DestList {
+  public:
+    using const_iterator = DestSpan::const_iterator;
+
+    DestList() = default;
+    // Empty, with room for n of the given width.
+    static DestList withCapacity(std::size_t n, bool wide) {
+        DestList l;
+        l.wide_ = wide ? 1 : 0;
+        l.reserve(n);
+        return l;
+    }
+    DestList(const DestList& o) { *this = o; }
+    DestList& operator=(const DestList& o) {
+        if (this != &o) {
+            clear();
+            wide_ = o.wide_;
+            reserve(o.size_);
+            if (o.size_ != 0) {
+                std::memcpy(data_.get(), o.data_.get(), o.size_ * o.width());
+            }
+            size_ = o.size_;
+        }
+        return *this;
+    }
+    DestList(DestList&&) noexcept = default;
+    DestList& operator=(DestList&&) noexcept = default;
+    ~DestList() = default;
+
+    std::size_t size() const { return size_; }
+    std::size_t capacity() const { return cap_; }
+    bool empty() const { return size_ == 0; }
+    bool wide() const { return wide_ != 0; }
+    // Bytes held for the elements (the capacity's).
+    std::size_t bytes() const { return std::size_t{cap_} * width(); }
+    DestSpan span() const { return {data_.get(), size_, wide()}; }
+    DestSpan span(std::size_t pos, std::size_t n) const {
+        return {data_.get() + pos * width(), n, wide()};
+    }
+    const_iterator begin() const { return span().begin(); }
+    const_iterator end() const { return span().end(); }
+    PackedDest operator[](std::size_t i) const {
+        return DestCodec::decode(data_.get() + i * width(), wide());
+    }
+    std::size_t lowerBound(const ipvs::DestKey& k) const { return span().lowerBound(k); }
+
+    void set(std::size_t i, const PackedDest& d) {
+        fit(d);
+        put(i, d);
+    }
+    void insert(std::size_t pos, const PackedDest& d) {
+        fit(d);
+        if (size_ == cap_) {
+            reserve(std::max<std::size_t>(4, 2 * std::size_t{cap_}));
+        }
+        std::byte* p = data_.get() + pos * width();
+        std::memmove(p + width(), p, (size_ - pos) * width());
+        ++size_;
+        put(pos, d);
+    }
+    void push_back(const PackedDest& d) { insert(size_, d); }
+    void erase(std::size_t pos) {
+        std::byte* p = data_.get() + pos * width();
+        std::memmove(p, p + width(), (size_ - pos - 1) * width());
+        --size_;
+    }
+    template <class Pred>
+    void eraseIf(Pred pred) {
+        std::size_t out = 0;
+        for (std::size_t i = 0; i < size_; ++i) {
+            const PackedDest d = (*this)[i];
+            if (!pred(d)) {
+                put(out++, d);
+            }
+        }
+        size_ = static_cast<std::uint32_t>(out);
+    }
+    // Room for n elements of the current width; never shrinks.
+    void reserve(std::size_t n) {
+        if (n <= cap_) {
+            return;
+        }
+        if (n > kMaxSize) {
+            throw std::length_error("DestList: too many real servers");
+        }
+        regrow(n, wide());
+    }
+    void clear() {
+        data_.reset();
+        size_ = 0;
+        cap_ = 0;
+        wide_ = 0;
+    }
+    // Replaces the content with a range of PackedDest (already in key order), held exactly.
+    template <class It>
+    void assign(It first, It last) {
+        clear();
+        bool anyWide = false;
+        for (It it = first; it != last; ++it) {
+            anyWide = anyWide || !DestCodec::narrowable(*it);
+        }
+        wide_ = anyWide ? 1 : 0;
+        reserve(static_cast<std::size_t>(std::distance(first, last)));
+        for (It it = first; it != last; ++it) {
+            put(size_++, *it);
+        }
+    }
+
+  private:
+    static constexpr std::size_t kMaxSize = (std::size_t{1} << 31) - 1;
+
+    std::size_t width() const { return DestCodec::width(wide()); }
+    // Widens the list before an element that a narrow one cannot hold goes in.
+    void fit(const PackedDest& d) {
+        if (!wide() && !DestCodec::narrowable(d)) {
+            regrow(std::max<std::size_t>(cap_, 1), true);
+        }
+    }
+    void regrow(std::size_t cap, bool wide) {
+        const std::size_t w = DestCodec::width(wide);
+        auto data = std::make_unique_for_overwrite<std::byte[]>(cap * w);
+        if (wide == this->wide()) {
+            if (size_ != 0) {
+                std::memcpy(data.get(), data_.get(), size_ * w);
+            }
+        } else {
+            for (std::size_t i = 0; i < size_; ++i) {
+                DestCodec::encode(data.get() + i * w, wide, (*this)[i]);
+            }
+        }
+        data_ = std::move(data);
+        cap_ = static_cast<std::uint32_t>(cap);
+        wide_ = wide ? 1 : 0;
+    }
+    void put(std::size_t i, const PackedDest& d) {
+        DestCodec::encode(data_.get() + i * width(), wide(), d);
+    }
+
+    std::unique_ptr<std::byte[]> data_;
+    std::uint32_t size_ = 0;
+    std::uint32_t cap_ : 31 = 0;
+    std::uint32_t wide_ : 1 = 0;  // each element a PackedDest, not a Narrow
+};
+static_assert(sizeof(DestList) == 16);
 
 }  // namespace kipvs::proxy

@@ -107,34 +107,40 @@ std::size_t SetEntryHash::operator()(const SetEntry& e) const noexcept {
     return h;
 }
 
-std::span<PackedDest> IpvsSnapshot::addDests(Vs& v, std::size_t n) {
+void IpvsSnapshot::addDests(Vs& v, std::span<const PackedDest> dests) {
+    const std::size_t n = dests.size();
+    v.wide = std::any_of(dests.begin(), dests.end(),
+                         [](const PackedDest& d) { return !DestCodec::narrowable(d); });
     if (n == 0) {
         // Not placed: after a full block (or one of its own) there is no room to point at.
         v.firstDest = 0;
         v.destCount = 0;
-        return {};
+        return;
     }
-    if (destBlocks.empty() || destBlocks.back().size() + n > kDestBlock) {
-        destBlocks.emplace_back().reserve(std::max(n, kDestBlock));
+    auto& blocks = destBlocks[v.wide ? 1 : 0];
+    if (blocks.empty() || blocks.back().size() + n > kDestBlock) {
+        blocks.push_back(DestList::withCapacity(std::max(n, kDestBlock), v.wide));
     }
-    auto& block = destBlocks.back();
-    v.firstDest = (destBlocks.size() - 1) * kDestBlock + block.size();
+    auto& block = blocks.back();
+    v.firstDest = (blocks.size() - 1) * kDestBlock + block.size();
     v.destCount = static_cast<std::uint32_t>(n);
-    block.resize(block.size() + n);
-    return {block.data() + block.size() - n, n};
+    for (const auto& d : dests) {
+        block.push_back(d);
+    }
 }
 
 Result<IpvsSnapshot> takeSnapshot(ipvs::Ipvs& ipvs) {
     IpvsSnapshot snap;
+    std::vector<PackedDest> sorted;  // one virtual server's
     auto r = ipvs.walk([&](const ipvs::ServiceEntry& s, std::span<const ipvs::DestEntry> ds) {
         IpvsSnapshot::Vs v;
         v.vs = s.service;
         v.vs.flags &= ~ipvs::kSvcFlagHashed;
-        const auto out = snap.addDests(v, ds.size());
-        for (std::size_t i = 0; i < ds.size(); ++i) {
-            out[i] = PackedDest(ds[i].dest);
-        }
-        std::sort(out.begin(), out.end(), keyLess);
+        sorted.resize(ds.size());
+        std::transform(ds.begin(), ds.end(), sorted.begin(),
+                       [](const ipvs::DestEntry& d) { return PackedDest(d.dest); });
+        std::sort(sorted.begin(), sorted.end(), keyLess);
+        snap.addDests(v, sorted);
         snap.services.push_back(v);
     });
     if (!r) {
@@ -842,19 +848,21 @@ void Proxier::diffVs(const DesiredVs& want, Batch& b) {
         return;
     }
     KnownVs& kv = it->second;
-    if (!kv.vs.sameContent(want.vs)) {
+    if (!kv.settings.sameAs(want.vs)) {
         b.ipvsOps.push_back(Op::updateService(want.vs));
     }
-    auto k = kv.dests.begin();
+    std::size_t ki = 0;
     auto w = want.dests.begin();
-    while (k != kv.dests.end() || w != want.dests.end()) {
-        const auto kkey = k != kv.dests.end() ? k->key() : ipvs::DestKey{};
-        if (k == kv.dests.end() || (w != want.dests.end() && w->key < kkey)) {
+    while (ki < kv.dests.size() || w != want.dests.end()) {
+        const bool kEnd = ki == kv.dests.size();
+        PackedDest k = kEnd ? PackedDest{} : kv.dests[ki];
+        const auto kkey = kEnd ? ipvs::DestKey{} : k.key();
+        if (kEnd || (w != want.dests.end() && w->key < kkey)) {
             b.ipvsOps.push_back(Op::addDest(key, *w));
             ++w;
         } else if (w == want.dests.end() || kkey < w->key) {
             // Present and no longer wanted.
-            if (!k->draining()) {
+            if (!k.draining()) {
                 if (key.protocol != Protocol::TCP) {
                     // UDP and SCTP have no connection state to drain: delete at once
                     // (kube-proxy #71514); UDP conntrack entries go with it.
@@ -862,24 +870,25 @@ void Proxier::diffVs(const DesiredVs& want, Batch& b) {
                     if (key.protocol == Protocol::UDP) {
                         b.udpDeleted.emplace_back(key, kkey);
                     }
-                } else if (k->weight() == 0) {
-                    k->setDraining(true);  // already drained (e.g. found so after restart)
+                } else if (k.weight() == 0) {
+                    k.setDraining(true);  // already drained (e.g. found so after restart)
+                    kv.dests.set(ki, k);
                     terminating_[key].insert(kkey);
                 } else {
-                    auto drained = k->realServer();
+                    auto drained = k.realServer();
                     drained.weight = 0;
                     b.ipvsOps.push_back(Op::updateDest(key, drained));
                 }
             }
-            ++k;
+            ++ki;
         } else {
-            if (k->draining() || !k->sameContent(*w)) {
+            if (k.draining() || !k.sameContent(*w)) {
                 // Wanted again while draining, or changed behind our back: set it right in
                 // place. (kube-proxy deletes and re-adds a resurrected real server; an update
                 // keeps its connections.)
                 b.ipvsOps.push_back(Op::updateDest(key, *w));
             }
-            ++k;
+            ++ki;
             ++w;
         }
     }
@@ -1143,7 +1152,7 @@ void Proxier::applyKnown(const Op& op) {
         case OpKind::AddService:
         case OpKind::UpdateService: {
             auto& kv = known_[key];
-            kv.vs = op.service;
+            kv.settings = VsSettings::of(op.service);
             kv.touched = opSeq_;
             return;
         }
@@ -1157,13 +1166,11 @@ void Proxier::applyKnown(const Op& op) {
             auto& kv = known_[key];
             kv.touched = opSeq_;
             const bool drained = op.dest.weight == 0;
-            auto it = std::lower_bound(
-                kv.dests.begin(), kv.dests.end(), op.dest.key,
-                [](const PackedDest& d, const ipvs::DestKey& k) { return d.key() < k; });
-            if (it == kv.dests.end() || it->key() != op.dest.key) {
-                kv.dests.insert(it, PackedDest{op.dest, drained});
+            const std::size_t at = kv.dests.lowerBound(op.dest.key);
+            if (at == kv.dests.size() || kv.dests[at].key() != op.dest.key) {
+                kv.dests.insert(at, PackedDest{op.dest, drained});
             } else {
-                *it = PackedDest{op.dest, drained};
+                kv.dests.set(at, PackedDest{op.dest, drained});
             }
             if (drained) {
                 terminating_[key].insert(op.dest.key);
@@ -1179,8 +1186,8 @@ void Proxier::applyKnown(const Op& op) {
             auto kit = known_.find(key);
             if (kit != known_.end()) {
                 kit->second.touched = opSeq_;
-                std::erase_if(kit->second.dests,
-                              [&](const PackedDest& d) { return d.key() == op.dest.key; });
+                kit->second.dests.eraseIf(
+                    [&](const PackedDest& d) { return d.key() == op.dest.key; });
             }
             if (auto t = terminating_.find(key); t != terminating_.end()) {
                 t->second.erase(op.dest.key);
@@ -1268,12 +1275,11 @@ bool Proxier::applyIpvsOps(Batch& b) {
         if (!ds) {
             continue;
         }
-        auto& kv = known_[key];
-        kv.dests.clear();
-        for (const auto& d : *ds) {
-            kv.dests.emplace_back(d.dest);
-        }
-        std::sort(kv.dests.begin(), kv.dests.end(), keyLess);
+        std::vector<PackedDest> dests(ds->size());
+        std::transform(ds->begin(), ds->end(), dests.begin(),
+                       [](const ipvs::DestEntry& d) { return PackedDest(d.dest); });
+        std::sort(dests.begin(), dests.end(), keyLess);
+        known_[key].dests.assign(dests.begin(), dests.end());
         if (auto o = vsOwner_.find(key); o != vsOwner_.end()) {
             markDirty(*o->second);
         }
@@ -1533,6 +1539,7 @@ Result<void> Proxier::prepareAdopt() {
 
 Result<std::unique_ptr<Proxier::OwnedTable>> Proxier::readOwned(ipvs::Ipvs& ipvs) const {
     auto table = std::make_unique<OwnedTable>();
+    std::vector<PackedDest> dests;  // one virtual server's, to sort
     // Only ours of this family: the other family's proxier reads the rest (at 44,000 IPv4
     // Services the IPv6 proxier read all their real servers too, 17 s under emulation).
     const auto ours = [this](const ipvs::ServiceKey& key) {
@@ -1542,19 +1549,19 @@ Result<std::unique_ptr<Proxier::OwnedTable>> Proxier::readOwned(ipvs::Ipvs& ipvs
         [&](const ipvs::ServiceEntry& s, std::span<const ipvs::DestEntry> ds) {
             const auto& key = s.service.key;
             KnownVs kv;
-            kv.vs = s.service;
-            kv.vs.flags &= ~ipvs::kSvcFlagHashed;
-            kv.dests.reserve(ds.size());
+            kv.settings = VsSettings::of(s.service);
+            dests.clear();
             for (const auto& d : ds) {
                 // A weight-0 real server found at start-up was draining when we stopped (or is a
                 // leftover): if it is still wanted the first sync sets it back to weight 1,
                 // otherwise it keeps draining.
-                kv.dests.emplace_back(d.dest, d.dest.weight == 0);
+                dests.emplace_back(d.dest, d.dest.weight == 0);
                 if (d.dest.weight == 0) {
                     table->terminating[key].insert(d.dest.key);
                 }
             }
-            std::sort(kv.dests.begin(), kv.dests.end(), keyLess);
+            std::sort(dests.begin(), dests.end(), keyLess);
+            kv.dests.assign(dests.begin(), dests.end());
             table->known.emplace(key, std::move(kv));
         },
         ours);
@@ -1822,6 +1829,11 @@ void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
         progress.done = true;
         return;
     }
+    if (progress.pass == 0) {
+        verifyPass_ =
+            verifyPass_ == std::numeric_limits<std::uint32_t>::max() ? 1 : verifyPass_ + 1;
+        progress.pass = verifyPass_;
+    }
     auto famIt = snap.families.find(cfg_.family);
     static const KernelSnapshot::Family kEmpty;
     const auto& fam = famIt == snap.families.end() ? kEmpty : famIt->second;
@@ -1894,13 +1906,12 @@ void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
     }
 
     // IPVS, `budget` virtual servers of the snapshot per step.
-    auto& seen = progress.seen;
     if (progress.stage == kIpvsStage) {
         const std::size_t end =
             progress.pos + std::min(budget, snap.ipvs.services.size() - progress.pos);
         for (; progress.pos < end; ++progress.pos) {
             const auto& v = snap.ipvs.services[progress.pos];
-            verifyVs(v, snap.ipvs.destsOf(v), snapshotSeq, seen, rep);
+            verifyVs(v, snap.ipvs.destsOf(v), snapshotSeq, progress.pass, rep);
         }
         if (progress.pos == snap.ipvs.services.size()) {
             ++progress.stage;
@@ -1985,46 +1996,48 @@ bool Proxier::changedSince(const ipvs::ServiceKey& key, std::uint64_t snapshotSe
     return k != known_.end() && k->second.touched > snapshotSeq;
 }
 
-void Proxier::verifyVs(const IpvsSnapshot::Vs& v, std::span<const PackedDest> vdests,
-                       std::uint64_t snapshotSeq, std::unordered_set<ipvs::ServiceKey>& seen,
-                       VerifyReport& rep) {
+void Proxier::verifyVs(const IpvsSnapshot::Vs& v, DestSpan vdests, std::uint64_t snapshotSeq,
+                       std::uint32_t pass, VerifyReport& rep) {
     const auto& key = v.vs.key;
     if (key.family() != cfg_.family || key.fwmark != 0) {
         return;
     }
-    seen.insert(key);
+    auto it = known_.find(key);
+    if (it != known_.end()) {
+        it->second.seenIn = pass;
+    }
     if (changedSince(key, snapshotSeq)) {
         return;
     }
-    auto it = known_.find(key);
     if (it == known_.end()) {
         if (!owns(key)) {
             return;  // someone else's
         }
         KnownVs kv;
-        kv.vs = v.vs;
+        kv.settings = VsSettings::of(v.vs);
         kv.dests.assign(vdests.begin(), vdests.end());
+        kv.seenIn = pass;
         known_.emplace(key, std::move(kv));
         countRepair("ipvs", rep.ipvsRepairs);
         resyncVs(key);
         return;
     }
     KnownVs& kv = it->second;
-    bool same = kv.vs.sameContent(v.vs) && kv.dests.size() == vdests.size();
+    bool same = kv.settings.sameAs(v.vs) && kv.dests.size() == vdests.size();
     for (std::size_t i = 0; same && i < vdests.size(); ++i) {
         same = kv.dests[i].sameAs(vdests[i]);
     }
     if (same) {
         return;
     }
-    kv.vs = v.vs;
+    kv.settings = VsSettings::of(v.vs);
     std::vector<PackedDest> dests(vdests.begin(), vdests.end());
     if (auto t = terminating_.find(key); t != terminating_.end()) {
         for (auto& d : dests) {
             d.setDraining(d.weight() == 0 && t->second.count(d.key()) != 0);
         }
     }
-    kv.dests = std::move(dests);
+    kv.dests.assign(dests.begin(), dests.end());
     countRepair("ipvs", rep.ipvsRepairs);
     resyncVs(key);
 }
@@ -2045,7 +2058,7 @@ bool Proxier::scanUnseen(std::uint64_t snapshotSeq, VerifyProgress& p, std::size
         for (auto it = known_.begin(p.sub); it != known_.end(p.sub); ++it) {
             ++visited;
             const auto& key = it->first;
-            if (key.family() == cfg_.family && p.seen.count(key) == 0 &&
+            if (key.family() == cfg_.family && it->second.seenIn != p.pass &&
                 !changedSince(key, snapshotSeq)) {
                 p.unseen.push_back(key);
             }

@@ -139,32 +139,36 @@ struct SyncTime {
 
 // A kernel IPVS table as read by Ipvs::walk, compact (no counters). The real servers are kept
 // in blocks of kDestBlock, each virtual server's in one block (one with more has a block of its
-// own): 44,000 small blocks, one per virtual server, left the heap fragmented and resident once
-// freed, and one array grown by doubling held the old and the new array at once (with the
-// virtual servers in a vector too, at most 21.5 MB while reading what then held 17.8 MB at
-// 44,000 x 10: bench-proxier-memory). Each block is mapped on its own (it is larger than the
-// heap's mmap threshold, 256 KiB: proxy/process.h) and goes back to the kernel whole.
+// own), IPv4 ones 12 bytes each (DestList): 44,000 small blocks, one per virtual server, left
+// the heap fragmented and resident once freed, and one array grown by doubling held the old
+// and the new array at once (with the virtual servers in a vector too, at most 21.5 MB while
+// reading what then held 17.8 MB at 44,000 x 10: bench-proxier-memory). Each block is mapped
+// on its own (it is larger than the heap's mmap threshold, 256 KiB: proxy/process.h) and goes
+// back to the kernel whole.
 struct IpvsSnapshot {
-    static constexpr std::size_t kDestBlock = 16384;  // 384 KiB
+    static constexpr std::size_t kDestBlock = 32768;  // 384 KiB narrow, 768 KiB wide
     struct Vs {
         ipvs::VirtualServer vs;
-        // Its real servers: block firstDest / kDestBlock, from firstDest % kDestBlock on.
+        // Its real servers: block firstDest / kDestBlock of destBlocks[wide], from
+        // firstDest % kDestBlock on.
         std::uint64_t firstDest = 0;
         std::uint32_t destCount = 0;
+        bool wide = false;  // some real server is IPv6
     };
     // A deque, for the same reason: no copy of the whole list while it grows.
     std::deque<Vs> services;
-    std::vector<std::vector<PackedDest>> destBlocks;
+    std::array<std::vector<DestList>, 2> destBlocks;  // narrow, wide
 
-    std::span<const PackedDest> destsOf(const Vs& v) const {
+    DestSpan destsOf(const Vs& v) const {
         if (v.destCount == 0) {
             return {};  // none taken: firstDest is 0 and there may be no block at all
         }
-        return {destBlocks[v.firstDest / kDestBlock].data() + v.firstDest % kDestBlock,
-                v.destCount};
+        return destBlocks[v.wide ? 1 : 0][v.firstDest / kDestBlock].span(v.firstDest % kDestBlock,
+                                                                         v.destCount);
     }
-    // Room for n real servers, in one block; v.firstDest and v.destCount are set to it.
-    std::span<PackedDest> addDests(Vs& v, std::size_t n);
+    // Places a virtual server's real servers (in key order) in one block; sets v.firstDest,
+    // v.destCount and v.wide.
+    void addDests(Vs& v, std::span<const PackedDest> dests);
 };
 // Reads the whole IPVS table (both families). Safe on another thread with its own Ipvs.
 Result<IpvsSnapshot> takeSnapshot(ipvs::Ipvs& ipvs);
@@ -310,7 +314,10 @@ class Proxier {
             sub = 0;
             mismatch = false;
         }
-        std::unordered_set<ipvs::ServiceKey> seen;
+        // This pass's number (0 until its first step): the known virtual servers the snapshot
+        // holds are marked with it (KnownVs::seenIn), where a set of their keys took 3 MB at
+        // 44,000 Services for the length of the pass.
+        std::uint32_t pass = 0;
         // Ours and not in the snapshot, found by scanning known_ a few buckets per step;
         // the bucket count it started with (a rehash between steps restarts the scan).
         std::vector<ipvs::ServiceKey> unseen;
@@ -370,10 +377,28 @@ class Proxier {
         bool noLocalInternal = false;
         bool noLocalExternal = false;
     };
+    // A known virtual server's configuration: its key is the map's (kept once, not twice).
+    struct VsSettings {
+        ipvs::ShortName scheduler;
+        std::uint32_t flags = 0;  // HASHED stripped
+        std::uint32_t timeout = 0;
+        std::uint32_t netmask = 0;
+        ipvs::ShortName persistenceEngine;
+        static VsSettings of(const ipvs::VirtualServer& vs) {
+            return {vs.scheduler, vs.flags & ~ipvs::kSvcFlagHashed, vs.timeout, vs.netmask,
+                    vs.persistenceEngine};
+        }
+        bool sameAs(const ipvs::VirtualServer& vs) const {
+            return scheduler == vs.scheduler && flags == (vs.flags & ~ipvs::kSvcFlagHashed) &&
+                   timeout == vs.timeout && netmask == vs.netmask &&
+                   persistenceEngine == vs.persistenceEngine;
+        }
+    };
     struct KnownVs {
-        ipvs::VirtualServer vs;
-        std::vector<PackedDest> dests;  // sorted by key; draining() if terminating
-        std::uint64_t touched = 0;      // opSeq of our last write to it
+        VsSettings settings;
+        DestList dests;             // sorted by key; draining() if terminating
+        std::uint64_t touched = 0;  // opSeq of our last write to it
+        std::uint32_t seenIn = 0;   // the last verification pass whose snapshot held it
     };
 
   public:
@@ -443,9 +468,8 @@ class Proxier {
     void compareSet(std::size_t i, const std::vector<ipvs::SetEntry>& members, VerifyReport& rep);
     void resyncVs(const ipvs::ServiceKey& key);
     bool changedSince(const ipvs::ServiceKey& key, std::uint64_t snapshotSeq) const;
-    void verifyVs(const IpvsSnapshot::Vs& v, std::span<const PackedDest> vdests,
-                  std::uint64_t snapshotSeq, std::unordered_set<ipvs::ServiceKey>& seen,
-                  VerifyReport& rep);
+    void verifyVs(const IpvsSnapshot::Vs& v, DestSpan vdests, std::uint64_t snapshotSeq,
+                  std::uint32_t pass, VerifyReport& rep);
     // Collects known virtual servers absent from the snapshot, about `budget` entries of
     // known_ per call; true once the scan is complete.
     bool scanUnseen(std::uint64_t snapshotSeq, VerifyProgress& p, std::size_t budget) const;
@@ -503,7 +527,8 @@ class Proxier {
     std::map<ipvs::ServiceKey, std::set<ipvs::DestKey>> terminating_;
     std::unordered_map<ipvs::ServiceKey, std::uint64_t> recentlyDeleted_;  // key -> opSeq
     std::uint64_t opSeq_ = 0;
-    std::uint64_t vipWriteSeq_ = 0;                       // opSeq of the last VIP write
+    std::uint32_t verifyPass_ = 0;   // the number of the last verification pass begun
+    std::uint64_t vipWriteSeq_ = 0;  // opSeq of the last VIP write
     std::array<std::uint64_t, kSetCount> setWriteSeq_{};  // opSeq of the last write per set
     std::uint64_t iptablesSeq_ = 0;                       // opSeq of the last rules sync
 

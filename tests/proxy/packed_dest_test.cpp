@@ -70,3 +70,79 @@ TEST_CASE("thresholds are kept as set or not; draining is not the kernel's state
     CHECK_FALSE(PackedDest(rs("10.244.1.7", 8081)).sameAs(plain));     // port
     CHECK_FALSE(PackedDest(rs("af4:107::", 8080)).sameAs(plain));      // family, same bytes
 }
+
+namespace {
+std::vector<PackedDest> contents(const proxy::DestList& l) {
+    return {l.begin(), l.end()};
+}
+bool sameList(const proxy::DestList& l, const std::vector<PackedDest>& want) {
+    const auto got = contents(l);
+    return got.size() == want.size() && std::equal(got.begin(), got.end(), want.begin(),
+                                                   [](const PackedDest& a, const PackedDest& b) {
+                                                       return a.sameAs(b) &&
+                                                              a.draining() == b.draining();
+                                                   });
+}
+}  // namespace
+
+TEST_CASE("a list of real servers keeps IPv4 ones in 12 bytes and reads them back whole",
+          "[packed-dest]") {
+    proxy::DestList l;
+    std::vector<PackedDest> want;
+    for (std::uint16_t i = 0; i < 40; ++i) {
+        auto r = rs("10.244.1.7", static_cast<std::uint16_t>(1000 + i), i % 3);
+        r.forwarding = i % 2 == 0 ? ipvs::Forwarding::Masq : ipvs::Forwarding::Tunnel;
+        r.upperThreshold = i % 5 == 0 ? 9 : 0;
+        const PackedDest d(r, i % 4 == 0);
+        l.insert(l.lowerBound(d.key()), d);
+        want.push_back(d);
+    }
+    CHECK_FALSE(l.wide());
+    CHECK(l.bytes() == 64 * 12);  // grown by doubling from 4
+    CHECK(sameList(l, want));
+    CHECK(l[5].realServer() == want[5].realServer());
+    CHECK(l.lowerBound({*net::IpAddress::parse("10.244.1.7"), 1010}) == 10);
+    CHECK(l.lowerBound({*net::IpAddress::parse("10.244.1.8"), 0}) == 40);
+
+    l.eraseIf([](const PackedDest& d) { return d.key().port % 2 == 1; });
+    std::erase_if(want, [](const PackedDest& d) { return d.key().port % 2 == 1; });
+    CHECK(sameList(l, want));
+    auto d = l[3];
+    d.setDraining(!d.draining());
+    l.set(3, d);
+    want[3] = d;
+    l.erase(0);
+    want.erase(want.begin());
+    CHECK(sameList(l, want));
+
+    const proxy::DestList copy = l;
+    CHECK(sameList(copy, want));
+    CHECK(copy.bytes() == want.size() * 12);  // held exactly
+}
+
+TEST_CASE("an IPv6 real server widens the list without changing what it holds", "[packed-dest]") {
+    proxy::DestList l;
+    const std::vector<PackedDest> v4{PackedDest(rs("10.0.0.1", 80)),
+                                     PackedDest(rs("10.0.0.2", 80, 0), true)};
+    l.assign(v4.begin(), v4.end());
+    CHECK_FALSE(l.wide());
+    CHECK(l.bytes() == 24);
+    // Same bytes in its first four as 10.0.0.1: it must not be read back as that.
+    const PackedDest v6(rs("a00:1::", 80));
+    l.insert(l.lowerBound(v6.key()), v6);
+    CHECK(l.wide());
+    CHECK(l.size() == 3);
+    CHECK(l[2].key() == v6.key());
+    CHECK(l[0].key() == v4[0].key());
+    CHECK(l[1].draining());
+    CHECK(l[1].weight() == 0);
+
+    proxy::DestList mixed;
+    const std::vector<PackedDest> both{v4[0], v6};
+    mixed.assign(both.begin(), both.end());
+    CHECK(mixed.wide());
+    CHECK(sameList(mixed, both));
+    mixed.clear();
+    CHECK(mixed.empty());
+    CHECK(mixed.bytes() == 0);
+}

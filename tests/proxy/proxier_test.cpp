@@ -1113,7 +1113,11 @@ TEST_CASE("virtual servers missing from the snapshot are looked for in steps, ac
     });
     Proxier::VerifyProgress prog;
     int scanSteps = 0;
+    std::vector<ipvs::ServiceKey> collected;
     while (!prog.done) {
+        if (prog.stage == kUnseenStage + 1) {
+            collected = prog.unseen;  // what the scan found, before the confirmation
+        }
         const bool scanning = prog.stage == kUnseenStage;
         p.verifyStep(snap, seq, prog, 2);  // 16 known entries per scan step
         if (!scanning) {
@@ -1131,7 +1135,15 @@ TEST_CASE("virtual servers missing from the snapshot are looked for in steps, ac
             REQUIRE(f.sync());
         }
     }
-    CHECK(scanSteps > 300 / 16);          // done in parts, started again after the rehash
+    CHECK(scanSteps > 300 / 16);  // done in parts, started again after the rehash
+    // Only what the snapshot lacks: the gone one, s11's two ports and s12's until it goes.
+    CHECK(std::count(collected.begin(), collected.end(), gone) == 1);
+    CHECK(collected.size() >= 3);
+    for (const auto& k : collected) {
+        INFO(k.toString());
+        CHECK((k.address == ip("10.96.8.7") || k.address == ip("10.96.8.11") ||
+               k.address == ip("10.96.8.12")));
+    }
     CHECK(prog.report.ipvsRepairs == 1);  // only the one deleted behind our back
     REQUIRE(f.sync());
     CHECK(f.ipvs.table.count(gone) == 1);
@@ -1696,13 +1708,21 @@ TEST_CASE("the gauges that count every Service are set when refreshed, not by ea
 
 TEST_CASE("a snapshot keeps each virtual server's real servers in one block, in order",
           "[proxier]") {
-    // 10,000 + 10,000 do not share a block; 20,000 take one of their own; none take no room;
-    // 3 start another; none again, after the last block.
-    constexpr std::size_t kBlock = IpvsSnapshot::kDestBlock;
+    // 0.6 + 0.6 blocks do not share a block; 1.2 take one of their own; none take no room;
+    // 3 start another; none again, after the last block. IPv6 ones go to blocks of their own,
+    // wide; the IPv4 ones take 12 bytes each.
+    constexpr std::uint32_t kBlock = IpvsSnapshot::kDestBlock;
+    constexpr std::uint32_t kPart = kBlock * 3 / 5;
     fakes::FakeIpvs ipvs;
+    // In the order of a walk of the fake: by key.
     const std::vector<std::pair<std::string, std::uint32_t>> want = {
-        {"10.96.0.1", 10000}, {"10.96.0.2", 10000}, {"10.96.0.3", 20000},
-        {"10.96.0.4", 0},     {"10.96.0.5", 3},     {"10.96.0.6", 0}};
+        {"10.96.0.1", kPart}, {"10.96.0.2", kPart}, {"10.96.0.3", 2 * kPart},
+        {"10.96.0.4", 0},     {"10.96.0.5", 3},     {"10.96.0.6", 0},
+        {"fd00::5", 3}};
+    const auto destAddress = [](bool v6, std::uint32_t i) {
+        return v6 ? *net::IpAddress::parse("fd00:10:244::" + std::to_string(i + 1))
+                  : net::IpAddress::v4(0x0A800000U + i);
+    };
     for (const auto& [vip, n] : want) {
         ipvs::VirtualServer vs;
         vs.key = {ip(vip.c_str()), 80, Protocol::TCP, 0};
@@ -1710,24 +1730,32 @@ TEST_CASE("a snapshot keeps each virtual server's real servers in one block, in 
         ipvs.addService(vs);
         for (std::uint32_t i = n; i-- > 0;) {  // added in reverse: the snapshot sorts them
             ipvs::RealServer rs;
-            rs.key = {net::IpAddress::v4(0x0A800000U + i), 8080};
+            rs.key = {destAddress(vs.key.address.isV6(), i), 8080};
             ipvs.addDest(vs.key, rs);
         }
     }
     auto snap = takeSnapshot(ipvs);
     REQUIRE(snap.has_value());
     REQUIRE(snap->services.size() == want.size());
-    CHECK(snap->destBlocks.size() == 4);
-    for (const auto& block : snap->destBlocks) {
-        CHECK(block.capacity() == std::max(block.size(), kBlock));
+    const auto& narrow = snap->destBlocks[0];
+    CHECK(narrow.size() == 4);
+    for (const auto& block : narrow) {
+        CHECK_FALSE(block.wide());
+        CHECK(block.capacity() == std::max<std::size_t>(block.size(), kBlock));
+        CHECK(block.bytes() == block.capacity() * 12);
     }
+    REQUIRE(snap->destBlocks[1].size() == 1);
+    CHECK(snap->destBlocks[1][0].wide());
+    CHECK(snap->destBlocks[1][0].size() == 3);
     for (std::size_t j = 0; j < want.size(); ++j) {
         const auto& v = snap->services[j];
+        INFO(want[j].first);
         CHECK(v.vs.key.address == ip(want[j].first.c_str()));
+        CHECK(v.wide == (want[j].first == "fd00::5"));
         const auto ds = snap->destsOf(v);
         REQUIRE(ds.size() == want[j].second);
         for (std::uint32_t i = 0; i < ds.size(); ++i) {
-            REQUIRE(ds[i].key() == ipvs::DestKey{net::IpAddress::v4(0x0A800000U + i), 8080});
+            REQUIRE(ds[i].key() == ipvs::DestKey{destAddress(v.wide, i), 8080});
         }
     }
 }
