@@ -7,9 +7,19 @@
 // node and zone names are interned (one copy per distinct name) and endpoints are 40 bytes.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <compare>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <iterator>
+#include <limits>
+#include <memory>
 #include <optional>
+#include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -144,12 +154,199 @@ struct Endpoint {
 // 28 bytes: kept for every endpoint of every slice.
 static_assert(sizeof(Endpoint) == 28);
 
+// A slice's endpoints, read and written by value: one block holding the count and the
+// endpoints, each IPv4 one in 16 bytes (its address's 4, not 17), "narrow". A slice of
+// 10 IPv4 endpoints takes 168 bytes where a block of Endpoint took 284 (5.1 MB less at
+// 44,000 slices of 10). A list with an IPv6 (or unset) address holds them all as Endpoint.
+class EndpointList {
+  public:
+    class const_iterator {
+      public:
+        using iterator_category = std::random_access_iterator_tag;
+        using value_type = Endpoint;
+        using difference_type = std::ptrdiff_t;
+        using pointer = void;
+        using reference = Endpoint;
+        const_iterator() = default;
+        const_iterator(const EndpointList* l, std::size_t i) : l_(l), i_(i) {}
+        Endpoint operator*() const { return (*l_)[i_]; }
+        Endpoint operator[](difference_type n) const {
+            return (*l_)[static_cast<std::size_t>(static_cast<difference_type>(i_) + n)];
+        }
+        const_iterator& operator++() { return *this += 1; }
+        const_iterator operator++(int) {
+            auto t = *this;
+            ++*this;
+            return t;
+        }
+        const_iterator& operator--() { return *this -= 1; }
+        const_iterator operator--(int) {
+            auto t = *this;
+            --*this;
+            return t;
+        }
+        const_iterator& operator+=(difference_type n) {
+            i_ = static_cast<std::size_t>(static_cast<difference_type>(i_) + n);
+            return *this;
+        }
+        const_iterator& operator-=(difference_type n) { return *this += -n; }
+        friend const_iterator operator+(const_iterator a, difference_type n) { return a += n; }
+        friend const_iterator operator+(difference_type n, const_iterator a) { return a += n; }
+        friend const_iterator operator-(const_iterator a, difference_type n) { return a -= n; }
+        friend difference_type operator-(const const_iterator& a, const const_iterator& b) {
+            return static_cast<difference_type>(a.i_) - static_cast<difference_type>(b.i_);
+        }
+        friend bool operator==(const const_iterator& a, const const_iterator& b) {
+            return a.i_ == b.i_;
+        }
+        friend auto operator<=>(const const_iterator& a, const const_iterator& b) {
+            return a.i_ <=> b.i_;
+        }
+
+      private:
+        const EndpointList* l_ = nullptr;
+        std::size_t i_ = 0;
+    };
+
+    EndpointList() = default;
+    EndpointList(std::initializer_list<Endpoint> values) {
+        assign({values.begin(), values.size()});
+    }
+    // NOLINTNEXTLINE(google-explicit-constructor): a vector is what decoding builds
+    EndpointList(const std::vector<Endpoint>& values) { assign(values); }
+    explicit EndpointList(std::span<const Endpoint> values) { assign(values); }
+    EndpointList(const EndpointList& o) { *this = o; }
+    EndpointList& operator=(const EndpointList& o) {
+        if (this != &o) {
+            block_.reset();
+            if (o.block_) {
+                const std::size_t n = kHeader + o.size() * o.width();
+                block_ = std::make_unique_for_overwrite<std::byte[]>(n);
+                std::memcpy(block_.get(), o.block_.get(), n);
+            }
+        }
+        return *this;
+    }
+    EndpointList(EndpointList&&) noexcept = default;
+    EndpointList& operator=(EndpointList&&) noexcept = default;
+    ~EndpointList() = default;
+
+    std::size_t size() const {
+        if (!block_) {
+            return 0;
+        }
+        std::uint32_t n = 0;
+        std::memcpy(&n, block_.get(), sizeof n);
+        return n;
+    }
+    bool empty() const { return !block_; }
+    // Each endpoint takes a whole Endpoint (some address is not IPv4).
+    bool wide() const { return block_ && block_[sizeof(std::uint32_t)] != std::byte{0}; }
+    // The block's size in bytes.
+    std::size_t bytes() const { return block_ ? kHeader + size() * width() : 0; }
+    const_iterator begin() const { return {this, 0}; }
+    const_iterator end() const { return {this, size()}; }
+    Endpoint operator[](std::size_t i) const {
+        const std::byte* p = block_.get() + kHeader + i * width();
+        Endpoint e;
+        if (wide()) {
+            std::memcpy(&e, p, sizeof e);
+            return e;
+        }
+        Narrow n;
+        std::memcpy(&n, p, sizeof n);
+        e.address = net::IpAddress::fromBytes(net::Family::V4, n.addr.data());
+        e.ready = (n.flags & kReady) != 0;
+        e.serving = (n.flags & kServing) != 0;
+        e.terminating = (n.flags & kTerminating) != 0;
+        e.nodeName = n.nodeName;
+        e.hints = n.hints;
+        return e;
+    }
+    Endpoint at(std::size_t i) const {
+        if (i >= size()) {
+            throw std::out_of_range("EndpointList::at");
+        }
+        return (*this)[i];
+    }
+    Endpoint back() const { return (*this)[size() - 1]; }
+    // Rebuilds the block: for building a slice in tests and tools, not for a hot path.
+    void set(std::size_t i, const Endpoint& e) {
+        auto all = toVector();
+        all.at(i) = e;
+        assign(all);
+    }
+    void push_back(const Endpoint& e) {
+        auto all = toVector();
+        all.push_back(e);
+        assign(all);
+    }
+    void clear() { block_.reset(); }
+    std::vector<Endpoint> toVector() const { return {begin(), end()}; }
+
+    friend bool operator==(const EndpointList& a, const EndpointList& b) {
+        return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin());
+    }
+
+  private:
+    struct Narrow {
+        std::array<std::uint8_t, 4> addr;
+        std::uint8_t flags;
+        std::array<std::uint8_t, 3> pad;
+        Name nodeName;
+        HintsRef hints;
+    };
+    static_assert(sizeof(Narrow) == 16);
+    static constexpr std::uint8_t kReady = 1;
+    static constexpr std::uint8_t kServing = 2;
+    static constexpr std::uint8_t kTerminating = 4;
+    // The count (4 bytes) and the width flag (1), padded.
+    static constexpr std::size_t kHeader = 8;
+
+    std::size_t width() const { return wide() ? sizeof(Endpoint) : sizeof(Narrow); }
+    void assign(std::span<const Endpoint> values) {
+        block_.reset();
+        if (values.empty()) {
+            return;
+        }
+        if (values.size() > std::numeric_limits<std::uint32_t>::max()) {
+            throw std::length_error("EndpointList: too many endpoints");
+        }
+        const bool wide = std::any_of(values.begin(), values.end(), [](const Endpoint& e) {
+            return e.address.family() != net::Family::V4;
+        });
+        const std::size_t w = wide ? sizeof(Endpoint) : sizeof(Narrow);
+        block_ = std::make_unique<std::byte[]>(kHeader + values.size() * w);
+        const auto n = static_cast<std::uint32_t>(values.size());
+        std::memcpy(block_.get(), &n, sizeof n);
+        block_[sizeof n] = std::byte{wide ? std::uint8_t{1} : std::uint8_t{0}};
+        std::byte* p = block_.get() + kHeader;
+        for (const auto& e : values) {
+            if (wide) {
+                std::memcpy(p, &e, sizeof e);
+            } else {
+                Narrow r{};
+                std::memcpy(r.addr.data(), e.address.data(), r.addr.size());
+                r.flags =
+                    static_cast<std::uint8_t>((e.ready ? kReady : 0) | (e.serving ? kServing : 0) |
+                                              (e.terminating ? kTerminating : 0));
+                r.nodeName = e.nodeName;
+                r.hints = e.hints;
+                std::memcpy(p, &r, sizeof r);
+            }
+            p += w;
+        }
+    }
+
+    std::unique_ptr<std::byte[]> block_;
+};
+
 struct EndpointSlice {
     ObjectKey key;
     std::string serviceName;  // label kubernetes.io/service-name; slices without it are dropped
     AddressType addressType = AddressType::IPv4;
     std::vector<EndpointPort> ports;
-    CompactList<Endpoint> endpoints;
+    EndpointList endpoints;
     // Annotation endpoints.kubernetes.io/last-change-trigger-time, as Unix nanoseconds.
     std::optional<std::int64_t> triggerTimeNs;
     ObjectKey serviceKey() const { return {key.ns, serviceName}; }

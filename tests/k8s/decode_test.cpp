@@ -497,7 +497,9 @@ TEST_CASE("content hash tells changes apart", "[decode]") {
     CHECK(contentHash(a) != contentHash(b));
     auto e = *decodeEndpointSlice(fixture("endpointslice-terminating.json"), r);
     auto f = e;
-    f.endpoints[0].serving = false;
+    auto notServing = f.endpoints[0];
+    notServing.serving = false;
+    f.endpoints.set(0, notServing);
     CHECK(contentHash(e) != contentHash(f));
 }
 

@@ -96,11 +96,13 @@ struct SliceBuilder {
     }
     SliceBuilder& zoneHint(const char* zone) {
         k8s::Hints h;
-        if (s.endpoints.back().hints != nullptr) {
-            h = *s.endpoints.back().hints;
+        auto last = s.endpoints.back();
+        if (last.hints != nullptr) {
+            h = *last.hints;
         }
         h.forZones.push_back(k8s::Name::intern(zone));
-        s.endpoints.back().hints = k8s::internHints(h);
+        last.hints = k8s::internHints(h);
+        s.endpoints.set(s.endpoints.size() - 1, last);
         return *this;
     }
     SliceBuilder& trigger(std::int64_t ns) {

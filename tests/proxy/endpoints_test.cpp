@@ -124,7 +124,9 @@ TEST_CASE("topology hints narrow cluster endpoints only when complete and matchi
     // No endpoint hinted for our zone: hints are ignored.
     CHECK(categorize(eps, true, false, {"node-1", "zone-c"}).cluster.size() == 3);
     // One ready endpoint without hints: hints are ignored.
-    s.endpoints[1].hints = nullptr;
+    auto unhinted = s.endpoints[1];
+    unhinted.hints = nullptr;
+    s.endpoints.set(1, unhinted);
     eps = mergeSlices({&s}, net::Family::V4, "node-1").at(PortKey{"", Protocol::TCP});
     CHECK(categorize(eps, true, false, {"node-1", "zone-a"}).cluster.size() == 3);
 }
