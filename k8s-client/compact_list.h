@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <new>
@@ -22,6 +23,69 @@
 #include <vector>
 
 namespace kipvs::k8s {
+
+// The element count at the start of a compact block (CompactList, EndpointList).
+inline std::uint32_t blockCount(const std::byte* block) {
+    std::uint32_t n = 0;
+    std::memcpy(&n, block, sizeof n);
+    return n;
+}
+
+// A random-access iterator over a list whose elements are decoded on reading: *it is
+// list[i], a value. List is a pointer to the list or a small view held by value.
+template <class List, class T>
+class ByValueIterator {
+  public:
+    using iterator_category = std::random_access_iterator_tag;
+    using value_type = T;
+    using difference_type = std::ptrdiff_t;
+    using pointer = void;
+    using reference = T;
+    ByValueIterator() = default;
+    ByValueIterator(List list, std::size_t i) : list_(list), i_(i) {}
+    T operator*() const {
+        if constexpr (std::is_pointer_v<List>) {
+            return (*list_)[i_];
+        } else {
+            return list_[i_];
+        }
+    }
+    T operator[](difference_type n) const { return *(*this + n); }
+    ByValueIterator& operator++() { return *this += 1; }
+    ByValueIterator operator++(int) {
+        auto t = *this;
+        ++*this;
+        return t;
+    }
+    ByValueIterator& operator--() { return *this -= 1; }
+    ByValueIterator operator--(int) {
+        auto t = *this;
+        --*this;
+        return t;
+    }
+    ByValueIterator& operator+=(difference_type n) {
+        i_ = static_cast<std::size_t>(static_cast<difference_type>(i_) + n);
+        return *this;
+    }
+    ByValueIterator& operator-=(difference_type n) { return *this += -n; }
+    friend ByValueIterator operator+(ByValueIterator a, difference_type n) { return a += n; }
+    friend ByValueIterator operator+(difference_type n, ByValueIterator a) { return a += n; }
+    friend ByValueIterator operator-(ByValueIterator a, difference_type n) { return a -= n; }
+    friend difference_type operator-(const ByValueIterator& a, const ByValueIterator& b) {
+        return static_cast<difference_type>(a.i_) - static_cast<difference_type>(b.i_);
+    }
+    friend bool operator==(const ByValueIterator& a, const ByValueIterator& b) {
+        return a.i_ == b.i_;
+    }
+    friend auto operator<=>(const ByValueIterator& a, const ByValueIterator& b) {
+        return a.i_ <=> b.i_;
+    }
+    std::size_t index() const { return i_; }
+
+  private:
+    List list_{};
+    std::size_t i_ = 0;
+};
 
 template <class T>
 class CompactList {
@@ -53,14 +117,7 @@ class CompactList {
     CompactList& operator=(CompactList&&) noexcept = default;
     ~CompactList() = default;
 
-    std::size_t size() const {
-        if (!block_) {
-            return 0;
-        }
-        std::uint32_t n = 0;
-        std::memcpy(&n, block_.get(), sizeof n);
-        return n;
-    }
+    std::size_t size() const { return block_ ? blockCount(block_.get()) : 0; }
     bool empty() const { return !block_; }
     T* data() {
         return block_ ? std::launder(reinterpret_cast<T*>(block_.get() + kOffset)) : nullptr;

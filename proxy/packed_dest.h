@@ -16,8 +16,10 @@
 #include <iterator>
 #include <memory>
 #include <stdexcept>
+#include <utility>
 
 #include "ipvs/types.h"
+#include "k8s-client/compact_list.h"
 
 namespace kipvs::proxy {
 
@@ -140,65 +142,18 @@ struct DestCodec {
 // A read-only run of stored real servers (part of a DestList), read by value.
 class DestSpan {
   public:
-    class const_iterator {
-      public:
-        using iterator_category = std::random_access_iterator_tag;
-        using value_type = PackedDest;
-        using difference_type = std::ptrdiff_t;
-        using pointer = void;
-        using reference = PackedDest;
-        const_iterator() = default;
-        const_iterator(const std::byte* data, bool wide, std::size_t i)
-            : data_(data), wide_(wide), i_(i) {}
-        PackedDest operator*() const {
-            return DestCodec::decode(data_ + i_ * DestCodec::width(wide_), wide_);
-        }
-        PackedDest operator[](difference_type n) const { return *(*this + n); }
-        const_iterator& operator++() { return *this += 1; }
-        const_iterator operator++(int) {
-            auto t = *this;
-            ++*this;
-            return t;
-        }
-        const_iterator& operator--() { return *this -= 1; }
-        const_iterator operator--(int) {
-            auto t = *this;
-            --*this;
-            return t;
-        }
-        const_iterator& operator+=(difference_type n) {
-            i_ = static_cast<std::size_t>(static_cast<difference_type>(i_) + n);
-            return *this;
-        }
-        const_iterator& operator-=(difference_type n) { return *this += -n; }
-        friend const_iterator operator+(const_iterator a, difference_type n) { return a += n; }
-        friend const_iterator operator+(difference_type n, const_iterator a) { return a += n; }
-        friend const_iterator operator-(const_iterator a, difference_type n) { return a -= n; }
-        friend difference_type operator-(const const_iterator& a, const const_iterator& b) {
-            return static_cast<difference_type>(a.i_) - static_cast<difference_type>(b.i_);
-        }
-        friend bool operator==(const const_iterator& a, const const_iterator& b) {
-            return a.i_ == b.i_;
-        }
-        friend auto operator<=>(const const_iterator& a, const const_iterator& b) {
-            return a.i_ <=> b.i_;
-        }
-        std::size_t index() const { return i_; }
-
-      private:
-        const std::byte* data_ = nullptr;
-        bool wide_ = false;
-        std::size_t i_ = 0;
-    };
+    using const_iterator = k8s::ByValueIterator<DestSpan, PackedDest>;
 
     DestSpan() = default;
     DestSpan(const std::byte* data, std::size_t size, bool wide)
         : data_(data), size_(size), wide_(wide) {}
     std::size_t size() const { return size_; }
     bool empty() const { return size_ == 0; }
-    const_iterator begin() const { return {data_, wide_, 0}; }
-    const_iterator end() const { return {data_, wide_, size_}; }
-    PackedDest operator[](std::size_t i) const { return begin()[static_cast<std::ptrdiff_t>(i)]; }
+    const_iterator begin() const { return {*this, 0}; }
+    const_iterator end() const { return {*this, size_}; }
+    PackedDest operator[](std::size_t i) const {
+        return DestCodec::decode(data_ + i * DestCodec::width(wide_), wide_);
+    }
     // The position of the first element whose key is not less than k.
     std::size_t lowerBound(const ipvs::DestKey& k) const {
         return std::lower_bound(
@@ -233,20 +188,31 @@ class DestList {
         return l;
     }
     DestList(const DestList& o) { *this = o; }
+    // Built aside and then taken: a failed allocation leaves the list as it was.
     DestList& operator=(const DestList& o) {
         if (this != &o) {
-            clear();
-            wide_ = o.wide_;
-            reserve(o.size_);
+            DestList copy = withCapacity(o.size_, o.wide());
             if (o.size_ != 0) {
-                std::memcpy(data_.get(), o.data_.get(), o.size_ * o.width());
+                std::memcpy(copy.data_.get(), o.data_.get(), o.size_ * o.width());
             }
-            size_ = o.size_;
+            copy.size_ = o.size_;
+            *this = std::move(copy);
         }
         return *this;
     }
-    DestList(DestList&&) noexcept = default;
-    DestList& operator=(DestList&&) noexcept = default;
+    // A moved-from list is empty.
+    DestList(DestList&& o) noexcept { *this = std::move(o); }
+    DestList& operator=(DestList&& o) noexcept {
+        if (this != &o) {
+            data_ = std::move(o.data_);
+            size_ = std::exchange(o.size_, 0);
+            cap_ = o.cap_;
+            wide_ = o.wide_;
+            o.cap_ = 0;
+            o.wide_ = 0;
+        }
+        return *this;
+    }
     ~DestList() = default;
 
     std::size_t size() const { return size_; }
@@ -315,17 +281,17 @@ class DestList {
     }
     // Replaces the content with a range of PackedDest (already in key order), held exactly.
     template <class It>
+    // Built aside and then taken: a failed allocation leaves the list as it was.
     void assign(It first, It last) {
-        clear();
         bool anyWide = false;
         for (It it = first; it != last; ++it) {
             anyWide = anyWide || !DestCodec::narrowable(*it);
         }
-        wide_ = anyWide ? 1 : 0;
-        reserve(static_cast<std::size_t>(std::distance(first, last)));
+        DestList l = withCapacity(static_cast<std::size_t>(std::distance(first, last)), anyWide);
         for (It it = first; it != last; ++it) {
-            put(size_++, *it);
+            l.put(l.size_++, *it);
         }
+        *this = std::move(l);
     }
 
   private:

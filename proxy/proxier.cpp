@@ -118,8 +118,9 @@ void IpvsSnapshot::addDests(Vs& v, std::span<const PackedDest> dests) {
         return;
     }
     auto& blocks = destBlocks[v.wide ? 1 : 0];
-    if (blocks.empty() || blocks.back().size() + n > kDestBlock) {
-        blocks.push_back(DestList::withCapacity(std::max(n, kDestBlock), v.wide));
+    const std::size_t perBlock = v.wide ? kDestBlock / 2 : kDestBlock;
+    if (blocks.empty() || blocks.back().size() + n > perBlock) {
+        blocks.push_back(DestList::withCapacity(std::max(n, perBlock), v.wide));
     }
     auto& block = blocks.back();
     v.firstDest = (blocks.size() - 1) * kDestBlock + block.size();

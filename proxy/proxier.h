@@ -146,7 +146,8 @@ struct SyncTime {
 // on its own (it is larger than the heap's mmap threshold, 256 KiB: proxy/process.h) and goes
 // back to the kernel whole.
 struct IpvsSnapshot {
-    static constexpr std::size_t kDestBlock = 32768;  // 384 KiB narrow, 768 KiB wide
+    // Real servers per block: 384 KiB narrow; a wide block takes half as many, 384 KiB too.
+    static constexpr std::size_t kDestBlock = 32768;
     struct Vs {
         ipvs::VirtualServer vs;
         // Its real servers: block firstDest / kDestBlock of destBlocks[wide], from
@@ -382,7 +383,7 @@ class Proxier {
         ipvs::ShortName scheduler;
         std::uint32_t flags = 0;  // HASHED stripped
         std::uint32_t timeout = 0;
-        std::uint32_t netmask = 0;
+        std::uint32_t netmask = 0xffffffff;  // as ipvs::VirtualServer's
         ipvs::ShortName persistenceEngine;
         static VsSettings of(const ipvs::VirtualServer& vs) {
             return {vs.scheduler, vs.flags & ~ipvs::kSvcFlagHashed, vs.timeout, vs.netmask,

@@ -118,6 +118,13 @@ TEST_CASE("a list of real servers keeps IPv4 ones in 12 bytes and reads them bac
     const proxy::DestList copy = l;
     CHECK(sameList(copy, want));
     CHECK(copy.bytes() == want.size() * 12);  // held exactly
+
+    proxy::DestList moved = std::move(l);
+    CHECK(sameList(moved, want));
+    CHECK(l.empty());  // NOLINT(bugprone-use-after-move): a moved-from list is empty
+    CHECK(l.bytes() == 0);
+    l.push_back(want[0]);  // and usable
+    CHECK(sameList(l, {want[0]}));
 }
 
 TEST_CASE("an IPv6 real server widens the list without changing what it holds", "[packed-dest]") {

@@ -1747,6 +1747,7 @@ TEST_CASE("a snapshot keeps each virtual server's real servers in one block, in 
     REQUIRE(snap->destBlocks[1].size() == 1);
     CHECK(snap->destBlocks[1][0].wide());
     CHECK(snap->destBlocks[1][0].size() == 3);
+    CHECK(snap->destBlocks[1][0].capacity() == kBlock / 2);  // as many bytes as a narrow one
     for (std::size_t j = 0; j < want.size(); ++j) {
         const auto& v = snap->services[j];
         INFO(want[j].first);
