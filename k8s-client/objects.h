@@ -22,6 +22,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "ipvs/net.h"
@@ -170,14 +171,15 @@ class EndpointList {
     EndpointList(const std::vector<Endpoint>& values) { assign(values); }
     explicit EndpointList(std::span<const Endpoint> values) { assign(values); }
     EndpointList(const EndpointList& o) { *this = o; }
+    // Built aside and then taken: a failed allocation leaves the list as it was.
     EndpointList& operator=(const EndpointList& o) {
         if (this != &o) {
-            block_.reset();
+            std::unique_ptr<std::byte[]> block;
             if (o.block_) {
-                const std::size_t n = kHeader + o.size() * o.width();
-                block_ = std::make_unique_for_overwrite<std::byte[]>(n);
-                std::memcpy(block_.get(), o.block_.get(), n);
+                block = std::make_unique_for_overwrite<std::byte[]>(o.bytes());
+                std::memcpy(block.get(), o.block_.get(), o.bytes());
             }
+            block_ = std::move(block);
         }
         return *this;
     }

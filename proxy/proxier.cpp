@@ -109,8 +109,7 @@ std::size_t SetEntryHash::operator()(const SetEntry& e) const noexcept {
 
 void IpvsSnapshot::addDests(Vs& v, std::span<const PackedDest> dests) {
     const std::size_t n = dests.size();
-    v.wide = std::any_of(dests.begin(), dests.end(),
-                         [](const PackedDest& d) { return !DestCodec::narrowable(d); });
+    v.wide = DestCodec::anyWide(dests.begin(), dests.end());
     if (n == 0) {
         // Not placed: after a full block (or one of its own) there is no room to point at.
         v.firstDest = 0;
@@ -130,6 +129,16 @@ void IpvsSnapshot::addDests(Vs& v, std::span<const PackedDest> dests) {
     }
 }
 
+namespace {
+// A virtual server's real servers as read from the kernel, packed and in key order.
+void packSorted(std::span<const ipvs::DestEntry> ds, std::vector<PackedDest>& out) {
+    out.resize(ds.size());
+    std::transform(ds.begin(), ds.end(), out.begin(),
+                   [](const ipvs::DestEntry& d) { return PackedDest(d.dest); });
+    std::sort(out.begin(), out.end(), keyLess);
+}
+}  // namespace
+
 Result<IpvsSnapshot> takeSnapshot(ipvs::Ipvs& ipvs) {
     IpvsSnapshot snap;
     std::vector<PackedDest> sorted;  // one virtual server's
@@ -137,10 +146,7 @@ Result<IpvsSnapshot> takeSnapshot(ipvs::Ipvs& ipvs) {
         IpvsSnapshot::Vs v;
         v.vs = s.service;
         v.vs.flags &= ~ipvs::kSvcFlagHashed;
-        sorted.resize(ds.size());
-        std::transform(ds.begin(), ds.end(), sorted.begin(),
-                       [](const ipvs::DestEntry& d) { return PackedDest(d.dest); });
-        std::sort(sorted.begin(), sorted.end(), keyLess);
+        packSorted(ds, sorted);
         snap.addDests(v, sorted);
         snap.services.push_back(v);
     });
@@ -1276,10 +1282,8 @@ bool Proxier::applyIpvsOps(Batch& b) {
         if (!ds) {
             continue;
         }
-        std::vector<PackedDest> dests(ds->size());
-        std::transform(ds->begin(), ds->end(), dests.begin(),
-                       [](const ipvs::DestEntry& d) { return PackedDest(d.dest); });
-        std::sort(dests.begin(), dests.end(), keyLess);
+        std::vector<PackedDest> dests;
+        packSorted(*ds, dests);
         known_[key].dests.assign(dests.begin(), dests.end());
         if (auto o = vsOwner_.find(key); o != vsOwner_.end()) {
             markDirty(*o->second);
