@@ -265,7 +265,7 @@ Result<std::vector<net::IpAddress>> RtnlAddresses::addresses(const std::string& 
     return out;
 }
 
-Result<std::vector<InterfaceAddress>> RtnlAddresses::allAddresses() {
+Result<std::vector<InterfaceAddress>> RtnlAddresses::allAddresses(std::string_view except) {
     std::map<int, std::string> names;
     {
         ifinfomsg m{};
@@ -300,6 +300,9 @@ Result<std::vector<InterfaceAddress>> RtnlAddresses::allAddresses() {
             }
             const auto* msg = static_cast<const ifaddrmsg*>(NLMSG_DATA(h));
             auto it = names.find(static_cast<int>(msg->ifa_index));
+            if (it != names.end() && !except.empty() && it->second == except) {
+                return;
+            }
             // An address of a link that appeared after our link dump: name it by its index.
             a->interface = it != names.end() ? it->second : "if" + std::to_string(msg->ifa_index);
             out.push_back(std::move(*a));

@@ -56,7 +56,7 @@ class RtnlAddresses final : public Addresses {
     Result<std::vector<net::IpAddress>> addresses(const std::string& name) override;
     std::vector<Result<void>> apply(const std::string& name,
                                     std::span<const AddressOp> ops) override;
-    Result<std::vector<InterfaceAddress>> allAddresses() override;
+    Result<std::vector<InterfaceAddress>> allAddresses(std::string_view except) override;
 
     Result<std::vector<net::IpAddress>> localRoutes(const std::string& name) override;
     std::vector<Result<void>> applyLocalRoutes(const std::string& name,

@@ -108,11 +108,9 @@ CleanupReport cleanup(CleanupTargets& t) {
         bound.insert(r->begin(), r->end());
     }
     std::set<net::IpAddress> nodeAddrs;
-    if (auto all = t.addresses.allAddresses(); all) {
+    if (auto all = t.addresses.allAddresses(dev); all) {
         for (const auto& a : *all) {
-            if (a.interface != dev) {
-                nodeAddrs.insert(a.address);
-            }
+            nodeAddrs.insert(a.address);
         }
     }
 

@@ -184,7 +184,7 @@ Result<KernelSnapshot> takeKernelSnapshot(SnapshotSources src,
             }
         }
     }
-    if (auto all = src.addresses.allAddresses(); all) {
+    if (auto all = src.addresses.allAddresses(names::kDummyInterface); all) {
         snap.nodeAddresses = std::move(*all);
     }
     for (auto fam : families) {
@@ -703,7 +703,7 @@ Result<void> Proxier::readSets() {
 }
 
 Result<void> Proxier::refreshNodeAddresses() {
-    auto all = k_.addresses.allAddresses();
+    auto all = k_.addresses.allAddresses(names::kDummyInterface);
     if (!all) {
         return all.error();
     }

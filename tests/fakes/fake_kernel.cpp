@@ -294,9 +294,12 @@ std::vector<Result<void>> FakeAddresses::apply(const std::string& name,
     return applyTo(links, writes, journal, refuse, name, ops, false);
 }
 
-Result<std::vector<ipvs::InterfaceAddress>> FakeAddresses::allAddresses() {
+Result<std::vector<ipvs::InterfaceAddress>> FakeAddresses::allAddresses(std::string_view except) {
     std::vector<ipvs::InterfaceAddress> out;
     for (const auto& [name, link] : links) {
+        if (!except.empty() && name == except) {
+            continue;
+        }
         for (const auto& a : link.addresses) {
             out.push_back({name, a, static_cast<std::uint8_t>(a.size() * 8)});
         }

@@ -92,7 +92,7 @@ class FakeAddresses final : public ipvs::Addresses {
     Result<std::vector<net::IpAddress>> addresses(const std::string& name) override;
     std::vector<Result<void>> apply(const std::string& name,
                                     std::span<const ipvs::AddressOp> ops) override;
-    Result<std::vector<ipvs::InterfaceAddress>> allAddresses() override;
+    Result<std::vector<ipvs::InterfaceAddress>> allAddresses(std::string_view except) override;
     Result<std::vector<net::IpAddress>> localRoutes(const std::string& name) override;
     std::vector<Result<void>> applyLocalRoutes(const std::string& name,
                                                std::span<const ipvs::AddressOp> ops) override;

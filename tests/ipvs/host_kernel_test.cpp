@@ -302,7 +302,7 @@ TEST_CASE("VIP addresses: added and removed idempotently, both families", "[kern
     CHECK(sorted(*listed) == sorted({ip("10.96.0.1"), ip("fd00::1")}));
 }
 
-TEST_CASE("addresses() leaves out IPv6 link-local; allAddresses() names every interface",
+TEST_CASE("addresses() leaves out IPv6 link-local; allAddresses() names every interface but one",
           "[kernel][addr]") {
     freshNamespace();
     auto rtnl = openRtnl();
@@ -315,7 +315,7 @@ TEST_CASE("addresses() leaves out IPv6 link-local; allAddresses() names every in
     REQUIRE(succeeded(mine));
     CHECK(*mine == std::vector<IpAddress>{ip("10.96.0.1")});
 
-    auto all = rtnl->allAddresses();
+    auto all = rtnl->allAddresses("");
     REQUIRE(succeeded(all));
     const auto has = [&](const std::string& iface, const std::string& addr, int prefix) {
         return std::any_of(all->begin(), all->end(), [&](const InterfaceAddress& a) {
@@ -328,6 +328,17 @@ TEST_CASE("addresses() leaves out IPv6 link-local; allAddresses() names every in
     CHECK(has("kube-ipvs0", "fe80::1", 64));
     CHECK(has("uplink", "192.0.2.10", 24));
     CHECK(all->size() == lines(sh("ip -o addr show")).size());
+
+    auto others = rtnl->allAddresses(kLink);
+    REQUIRE(succeeded(others));
+    const auto on = [](const std::vector<InterfaceAddress>& list, const std::string& iface) {
+        return std::count_if(list.begin(), list.end(),
+                             [&](const InterfaceAddress& a) { return a.interface == iface; });
+    };
+    REQUIRE(on(*all, kLink) >= 2);
+    CHECK(on(*others, kLink) == 0);
+    CHECK(others->size() == all->size() - static_cast<std::size_t>(on(*all, kLink)));
+    CHECK(on(*others, "uplink") == on(*all, "uplink"));
 }
 
 TEST_CASE("one refused address does not fail the others of its batch", "[kernel][addr]") {
