@@ -20,6 +20,7 @@
 
 #include "ipvs/types.h"
 #include "k8s-client/compact_list.h"
+#include "proxy/digest.h"
 
 namespace kipvs::proxy {
 
@@ -68,6 +69,18 @@ class PackedDest {
     bool sameAs(const PackedDest& o) const {
         return addr_ == o.addr_ && port_ == o.port_ && forwarding_ == o.forwarding_ &&
                weight_ == o.weight_ && ((flags_ ^ o.flags_) & ~kDraining) == 0;
+    }
+    // Adds what sameAs compares: equal digests for two that are sameAs.
+    void addTo(Digest& d) const {
+        std::uint64_t lo = 0;
+        std::uint64_t hi = 0;
+        std::memcpy(&lo, addr_.data(), 8);
+        std::memcpy(&hi, addr_.data() + 8, 8);
+        const auto state = static_cast<std::uint64_t>(port_) |
+                           static_cast<std::uint64_t>(forwarding_) << 16 |
+                           static_cast<std::uint64_t>(flags_ & ~kDraining) << 24 |
+                           static_cast<std::uint64_t>(static_cast<std::uint32_t>(weight_)) << 32;
+        d.add(lo).add(hi).add(state);
     }
 
   private:

@@ -27,41 +27,30 @@ void sortUnique(std::vector<T>& v) {
     v.erase(std::unique(v.begin(), v.end()), v.end());
 }
 
-// A membership test costs a fraction of comparing a virtual server and its real servers: a
-// verification step's budget (in virtual servers) allows this many tests per unit.
-constexpr std::size_t kMemberTestsPerVs = 8;
+// Of the addresses or local routes read from kube-ipvs0, the VIPs of one family: the
+// link-local ones left out, sorted, without duplicates.
+std::vector<net::IpAddress> vipsOf(const std::vector<net::IpAddress>& read, net::Family fam) {
+    std::vector<net::IpAddress> out;
+    std::copy_if(read.begin(), read.end(), std::back_inserter(out),
+                 [fam](const net::IpAddress& a) { return a.family() == fam && !a.isLinkLocal(); });
+    sortUnique(out);
+    return out;
+}
 
-// One bounded part of checking that `members` (sorted, no duplicates) holds exactly the
-// entries of `known`: budget x kMemberTestsPerVs membership tests per call, from progress.sub
-// on. Returns false while there is more to test; when it returns true, progress.mismatch says
-// whether they differ. All of `members` known and as many of them as `known` has means the
-// same entries, so the common case, no drift, needs no copy of either. (The full compare
-// builds a hash set of the whole list on the io thread: one such step took 183 ms under
-// emulation at 44,000 Services.)
-template <class Vec, class Known>
-bool sameMembersStep(const Vec& members, const Known& known, Proxier::VerifyProgress& progress,
-                     std::size_t budget) {
-    const std::size_t tests = budget > std::numeric_limits<std::size_t>::max() / kMemberTestsPerVs
-                                  ? std::numeric_limits<std::size_t>::max()
-                                  : budget * kMemberTestsPerVs;
-    const std::size_t end = progress.sub + std::min(tests, members.size() - progress.sub);
-    for (; progress.sub < end; ++progress.sub) {
-        if (!known.known(members[progress.sub])) {
-            progress.mismatch = true;
-            return true;
-        }
+// The digest of a list without duplicates, as RefTable::knownDigest keeps it.
+template <class T>
+UnorderedDigest digestOf(const std::vector<T>& distinct) {
+    UnorderedDigest d;
+    for (const auto& v : distinct) {
+        d.add(ContentDigest{}(v));
     }
-    if (progress.sub < members.size()) {
-        return false;
-    }
-    progress.mismatch = members.size() != known.knownCount();
-    return true;
+    return d;
 }
 
 // Makes what a table knows the kernel holds what it was found to hold, calling changed(v)
 // for each object found where it was not known or known where it was not found.
-template <class T, class Hash, class Changed>
-void takeFound(RefTable<T, Hash>& table, const std::vector<T>& found, Changed&& changed) {
+template <class T, class Hash, class Digester, class Changed>
+void takeFound(RefTable<T, Hash, Digester>& table, const std::vector<T>& found, Changed&& changed) {
     const std::unordered_set<T, Hash> now(found.begin(), found.end());
     for (const auto& v : now) {
         if (!table.known(v)) {
@@ -107,26 +96,24 @@ std::size_t SetEntryHash::operator()(const SetEntry& e) const noexcept {
     return h;
 }
 
-void IpvsSnapshot::addDests(Vs& v, std::span<const PackedDest> dests) {
-    const std::size_t n = dests.size();
-    v.wide = DestCodec::anyWide(dests.begin(), dests.end());
-    if (n == 0) {
-        // Not placed: after a full block (or one of its own) there is no room to point at.
-        v.firstDest = 0;
-        v.destCount = 0;
-        return;
-    }
-    auto& blocks = destBlocks[v.wide ? 1 : 0];
-    const std::size_t perBlock = v.wide ? kDestBlock / 2 : kDestBlock;
-    if (blocks.empty() || blocks.back().size() + n > perBlock) {
-        blocks.push_back(DestList::withCapacity(std::max(n, perBlock), v.wide));
-    }
-    auto& block = blocks.back();
-    v.firstDest = (blocks.size() - 1) * kDestBlock + block.size();
-    v.destCount = static_cast<std::uint32_t>(n);
-    for (const auto& d : dests) {
-        block.push_back(d);
-    }
+namespace {
+void addAddress(Digest& d, const net::IpAddress& a) {
+    d.add(static_cast<std::uint64_t>(a.family())).addBytes({a.data(), a.size()});
+}
+}  // namespace
+
+std::uint64_t ContentDigest::operator()(const net::IpAddress& a) const noexcept {
+    Digest d;
+    addAddress(d, a);
+    return d.value();
+}
+
+std::uint64_t ContentDigest::operator()(const SetEntry& e) const noexcept {
+    Digest d;
+    addAddress(d, e.ip);
+    d.add(static_cast<std::uint64_t>(e.protocol) << 16 | e.port);
+    addAddress(d, e.ip2);
+    return d.add(e.netPrefix).value();
 }
 
 namespace {
@@ -143,12 +130,8 @@ Result<IpvsSnapshot> takeSnapshot(ipvs::Ipvs& ipvs) {
     IpvsSnapshot snap;
     std::vector<PackedDest> sorted;  // one virtual server's
     auto r = ipvs.walk([&](const ipvs::ServiceEntry& s, std::span<const ipvs::DestEntry> ds) {
-        IpvsSnapshot::Vs v;
-        v.vs = s.service;
-        v.vs.flags &= ~ipvs::kSvcFlagHashed;
         packSorted(ds, sorted);
-        snap.addDests(v, sorted);
-        snap.services.push_back(v);
+        snap.services.push_back({s.service.key, vsDigest(VsSettings::of(s.service), sorted)});
     });
     if (!r) {
         return r.error();
@@ -169,11 +152,11 @@ Result<KernelSnapshot> takeKernelSnapshot(SnapshotSources src,
     auto exists = src.addresses.linkExists(dev);
     snap.linkExists = !exists || *exists;
     // The VIPs of each binding in use, read once each.
-    std::array<std::optional<std::vector<net::IpAddress>>, 2> vipsOf;
+    std::array<std::optional<std::vector<net::IpAddress>>, 2> readVips;
     if (snap.linkExists) {
         for (auto fam : families) {
             const auto b = bindingFor(binding, fam);
-            auto& slot = vipsOf.at(static_cast<std::size_t>(b));
+            auto& slot = readVips.at(static_cast<std::size_t>(b));
             if (slot) {
                 continue;
             }
@@ -189,20 +172,14 @@ Result<KernelSnapshot> takeKernelSnapshot(SnapshotSources src,
     }
     for (auto fam : families) {
         auto& f = snap.families[fam];
-        if (const auto& vips = vipsOf.at(static_cast<std::size_t>(bindingFor(binding, fam)));
+        if (const auto& vips = readVips.at(static_cast<std::size_t>(bindingFor(binding, fam)));
             vips) {
-            f.vips.emplace();
-            for (const auto& a : *vips) {
-                if (a.family() == fam && !a.isLinkLocal()) {
-                    f.vips->push_back(a);
-                }
-            }
-            sortUnique(*f.vips);
+            f.vips = digestOf(vipsOf(*vips, fam));
         }
         for (const auto& def : setDefs()) {
             if (auto members = src.ipset.list(names::setName(def.base, fam)); members) {
                 sortUnique(*members);
-                f.sets[static_cast<std::size_t>(def.id)] = std::move(*members);
+                f.sets[static_cast<std::size_t>(def.id)] = digestOf(*members);
             }
         }
         if (src.iptables != nullptr) {
@@ -1844,8 +1821,9 @@ void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
     const auto& fam = famIt == snap.families.end() ? kEmpty : famIt->second;
 
     // Link and addresses first: IPVS ownership checks read binds_. Each of these stages
-    // first checks its members a budget at a time (sameMembersStep), as long as nothing of
-    // ours was written to it since the snapshot; only a difference makes it compare in full.
+    // compares the digest of the list read with that of the known list, as long as nothing of
+    // ours was written to it since the snapshot; only a difference makes it read the list
+    // again and compare in full.
     if (progress.stage == 0) {
         if (!snap.linkExists) {
             if (vipWriteSeq_ <= snapshotSeq) {
@@ -1860,13 +1838,10 @@ void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
                     vipPending_.insert(a);
                 });
             }
-        } else if (fam.vips && vipWriteSeq_ <= snapshotSeq) {
-            if (!sameMembersStep(*fam.vips, binds_, progress, budget)) {
-                return;
-            }
-            if (progress.mismatch) {
-                compareVips(*fam.vips, rep);
-            }
+        } else if (fam.vips && vipWriteSeq_ <= snapshotSeq && *fam.vips != binds_.knownDigest()) {
+            if (auto now = readVips(); now) {
+                compareVips(*now, rep);
+            }  // else judged by the next pass
         }
         progress.nextStage();
         return;
@@ -1900,25 +1875,26 @@ void Proxier::verifyStep(const KernelSnapshot& snap, std::uint64_t snapshotSeq,
             iptablesDirty_ = true;
             return;
         }
-        if (!sameMembersStep(*members, sets_[i], progress, budget)) {
-            return;
-        }
-        if (progress.mismatch) {
-            compareSet(i, *members, rep);
-        }
         progress.nextStage();
+        if (*members != sets_[i].knownDigest()) {
+            if (auto now = k_.ipset.list(names::setName(def.base, cfg_.family)); now) {
+                sortUnique(*now);
+                compareSet(i, *now, rep);
+            }  // else judged by the next pass
+        }
         return;
     }
 
     // IPVS, `budget` virtual servers of the snapshot per step.
     if (progress.stage == kIpvsStage) {
-        const std::size_t end =
-            progress.pos + std::min(budget, snap.ipvs.services.size() - progress.pos);
-        for (; progress.pos < end; ++progress.pos) {
-            const auto& v = snap.ipvs.services[progress.pos];
-            verifyVs(v, snap.ipvs.destsOf(v), snapshotSeq, progress.pass, rep);
+        // One that differs is read again (two requests): worth many comparisons of digests.
+        constexpr std::size_t kReadCost = 32;
+        const auto& all = snap.ipvs.services;
+        for (std::size_t spent = 0; progress.pos < all.size() && spent < budget;) {
+            const bool read = verifyVs(all[progress.pos++], snapshotSeq, progress.pass, rep);
+            spent += read ? kReadCost : 1;
         }
-        if (progress.pos == snap.ipvs.services.size()) {
+        if (progress.pos == all.size()) {
             ++progress.stage;
         }
         return;
@@ -1966,6 +1942,17 @@ void Proxier::countRepair(std::string_view object, int& counter) {
         .inc();
 }
 
+Result<std::vector<net::IpAddress>> Proxier::readVips() {
+    const std::string dev(names::kDummyInterface);
+    auto r = bindingFor(cfg_.binding, cfg_.family) == VipBinding::Address
+                 ? k_.addresses.addresses(dev)
+                 : k_.addresses.localRoutes(dev);
+    if (!r) {
+        return r.error();
+    }
+    return vipsOf(*r, cfg_.family);
+}
+
 // Bound in the kernel but not known, or known but not bound: re-checked by the next sync.
 void Proxier::compareVips(const std::vector<net::IpAddress>& vips, VerifyReport& rep) {
     takeFound(binds_, vips, [&](const net::IpAddress& a) {
@@ -2001,42 +1988,62 @@ bool Proxier::changedSince(const ipvs::ServiceKey& key, std::uint64_t snapshotSe
     return k != known_.end() && k->second.touched > snapshotSeq;
 }
 
-void Proxier::verifyVs(const IpvsSnapshot::Vs& v, DestSpan vdests, std::uint64_t snapshotSeq,
-                       std::uint32_t pass, VerifyReport& rep) {
-    const auto& key = v.vs.key;
+bool Proxier::verifyVs(const IpvsSnapshot::Vs& v, std::uint64_t snapshotSeq, std::uint32_t pass,
+                       VerifyReport& rep) {
+    const auto& key = v.key;
     if (key.family() != cfg_.family || key.fwmark != 0) {
-        return;
+        return false;
     }
     auto it = known_.find(key);
     if (it != known_.end()) {
         it->second.seenIn = pass;
     }
     if (changedSince(key, snapshotSeq)) {
-        return;
+        return false;
     }
-    if (it == known_.end()) {
-        if (!owns(key)) {
-            return;  // someone else's
+    if (it == known_.end() ? !owns(key)  // someone else's
+                           : vsDigest(it->second.settings, it->second.dests) == v.digest) {
+        return false;
+    }
+    // It differs (or is ours and not known): read it again, whole. Nothing of ours was
+    // written to it since the snapshot, so what the kernel holds now is the newest state.
+    auto entry = k_.ipvs.service(key);
+    if (!entry) {
+        return true;  // unknown: judged by the next pass
+    }
+    if (!*entry) {
+        // Gone since the snapshot: not seen, so the scan for unseen ones confirms and forgets it.
+        if (it != known_.end()) {
+            it->second.seenIn = 0;
         }
+        return true;
+    }
+    auto ds = k_.ipvs.dests(key);
+    if (!ds) {
+        return true;
+    }
+    std::vector<PackedDest> dests;
+    packSorted(*ds, dests);
+    const auto& vs = (*entry)->service;
+    if (it == known_.end()) {
         KnownVs kv;
-        kv.settings = VsSettings::of(v.vs);
-        kv.dests.assign(vdests.begin(), vdests.end());
+        kv.settings = VsSettings::of(vs);
+        kv.dests.assign(dests.begin(), dests.end());
         kv.seenIn = pass;
         known_.emplace(key, std::move(kv));
         countRepair("ipvs", rep.ipvsRepairs);
         resyncVs(key);
-        return;
+        return true;
     }
     KnownVs& kv = it->second;
-    bool same = kv.settings.sameAs(v.vs) && kv.dests.size() == vdests.size();
-    for (std::size_t i = 0; same && i < vdests.size(); ++i) {
-        same = kv.dests[i].sameAs(vdests[i]);
+    bool same = kv.settings.sameAs(vs) && kv.dests.size() == dests.size();
+    for (std::size_t i = 0; same && i < dests.size(); ++i) {
+        same = kv.dests[i].sameAs(dests[i]);
     }
     if (same) {
-        return;
+        return true;  // changed back since the snapshot
     }
-    kv.settings = VsSettings::of(v.vs);
-    std::vector<PackedDest> dests(vdests.begin(), vdests.end());
+    kv.settings = VsSettings::of(vs);
     if (auto t = terminating_.find(key); t != terminating_.end()) {
         for (auto& d : dests) {
             d.setDraining(d.weight() == 0 && t->second.count(d.key()) != 0);
@@ -2045,6 +2052,7 @@ void Proxier::verifyVs(const IpvsSnapshot::Vs& v, DestSpan vdests, std::uint64_t
     kv.dests.assign(dests.begin(), dests.end());
     countRepair("ipvs", rep.ipvsRepairs);
     resyncVs(key);
+    return true;
 }
 
 bool Proxier::scanUnseen(std::uint64_t snapshotSeq, VerifyProgress& p, std::size_t budget) const {

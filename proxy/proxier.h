@@ -47,6 +47,7 @@
 #include "k8s-client/objects.h"
 #include "proxy/anomalies.h"
 #include "proxy/desired.h"
+#include "proxy/digest.h"
 #include "proxy/endpoints.h"
 #include "proxy/metrics.h"
 #include "proxy/packed_dest.h"
@@ -72,6 +73,13 @@ struct ObjectKeyHash {
 };
 struct SetEntryHash {
     std::size_t operator()(const ipvs::SetEntry& e) const noexcept;
+};
+// The digest of a VIP or a set member, from all of its content (proxy/digest.h). Each table of
+// them keeps the sum of its known members' (RefTable::knownDigest), which a verification
+// compares with that of the members it read.
+struct ContentDigest {
+    std::uint64_t operator()(const net::IpAddress& a) const noexcept;
+    std::uint64_t operator()(const ipvs::SetEntry& e) const noexcept;
 };
 // Hash and equality of API objects by their key, for a set of objects found by key: the key
 // is stored once, in the object, not again as a map key (at 44,000 Services that is 64 bytes
@@ -137,39 +145,55 @@ struct SyncTime {
     std::int64_t wallNs = 0;  // Unix time, for trigger-time latency
 };
 
-// A kernel IPVS table as read by Ipvs::walk, compact (no counters). The real servers are kept
-// in blocks of kDestBlock, each virtual server's in one block (one with more has a block of its
-// own), IPv4 ones 12 bytes each (DestList): 44,000 small blocks, one per virtual server, left
-// the heap fragmented and resident once freed, and one array grown by doubling held the old
-// and the new array at once (with the virtual servers in a vector too, at most 21.5 MB while
-// reading what then held 17.8 MB at 44,000 x 10: bench-proxier-memory). Each block is mapped
-// on its own (it is larger than the heap's mmap threshold, 256 KiB: proxy/process.h) and goes
-// back to the kernel whole.
-struct IpvsSnapshot {
-    // Real servers per block: 384 KiB narrow; a wide block takes half as many, 384 KiB too.
-    static constexpr std::size_t kDestBlock = 32768;
-    struct Vs {
-        ipvs::VirtualServer vs;
-        // Its real servers: block firstDest / kDestBlock of destBlocks[wide], from
-        // firstDest % kDestBlock on.
-        std::uint64_t firstDest = 0;
-        std::uint32_t destCount = 0;
-        bool wide = false;  // some real server is IPv6
-    };
-    // A deque, for the same reason: no copy of the whole list while it grows.
-    std::deque<Vs> services;
-    std::array<std::vector<DestList>, 2> destBlocks;  // narrow, wide
-
-    DestSpan destsOf(const Vs& v) const {
-        if (v.destCount == 0) {
-            return {};  // none taken: firstDest is 0 and there may be no block at all
-        }
-        return destBlocks[v.wide ? 1 : 0][v.firstDest / kDestBlock].span(v.firstDest % kDestBlock,
-                                                                         v.destCount);
+// A virtual server's configuration, its key left out (a known one's is its map's key).
+struct VsSettings {
+    ipvs::ShortName scheduler;
+    std::uint32_t flags = 0;  // HASHED stripped
+    std::uint32_t timeout = 0;
+    std::uint32_t netmask = 0xffffffff;  // as ipvs::VirtualServer's
+    ipvs::ShortName persistenceEngine;
+    static VsSettings of(const ipvs::VirtualServer& vs) {
+        return {vs.scheduler, vs.flags & ~ipvs::kSvcFlagHashed, vs.timeout, vs.netmask,
+                vs.persistenceEngine};
     }
-    // Places a virtual server's real servers (in key order) in one block; sets v.firstDest,
-    // v.destCount and v.wide.
-    void addDests(Vs& v, std::span<const PackedDest> dests);
+    bool sameAs(const ipvs::VirtualServer& vs) const {
+        return scheduler == vs.scheduler && flags == (vs.flags & ~ipvs::kSvcFlagHashed) &&
+               timeout == vs.timeout && netmask == vs.netmask &&
+               persistenceEngine == vs.persistenceEngine;
+    }
+};
+
+// What verification compares of a virtual server, in 64 bits: its settings, then its real
+// servers in key order (PackedDest::addTo: the draining flag left out). Equal for equal
+// states, whichever list type holds the real servers.
+template <class Dests>
+std::uint64_t vsDigest(const VsSettings& s, const Dests& dests) {
+    Digest d;
+    const auto name = [&d](const ipvs::ShortName& n) {
+        const auto v = n.view();
+        d.addBytes({reinterpret_cast<const std::uint8_t*>(v.data()), v.size()});
+    };
+    name(s.scheduler);
+    d.add(s.flags).add(s.timeout).add(s.netmask);
+    name(s.persistenceEngine);
+    d.add(dests.size());
+    for (const PackedDest x : dests) {
+        x.addTo(d);
+    }
+    return d.value();
+}
+
+// A kernel IPVS table as read by Ipvs::walk, each virtual server reduced to its key and its
+// vsDigest. The io thread compares that digest with its known state's and reads only the
+// virtual servers that differ again, whole. Keeping the real servers instead held 9.5 MB at
+// 44,000 Services x 10 for the length of a pass (1.8 MB now: bench-proxier-memory).
+struct IpvsSnapshot {
+    struct Vs {
+        ipvs::ServiceKey key;
+        std::uint64_t digest = 0;
+    };
+    // A deque: no copy of the whole list while it grows.
+    std::deque<Vs> services;
 };
 // Reads the whole IPVS table (both families). Safe on another thread with its own Ipvs.
 Result<IpvsSnapshot> takeSnapshot(ipvs::Ipvs& ipvs);
@@ -179,12 +203,14 @@ Result<IpvsSnapshot> takeSnapshot(ipvs::Ipvs& ipvs);
 struct KernelSnapshot {
     IpvsSnapshot ipvs;
     bool linkExists = true;  // kube-ipvs0
-    // Per family: kube-ipvs0's addresses (or local routes), the members of each of our sets
-    // (nullopt: the set is missing), both sorted and without duplicates, and iptables-save of
-    // nat and filter (nullopt: unreadable).
+    // Per family: the digest (ContentDigest) of kube-ipvs0's addresses or local routes
+    // (nullopt: unreadable) and of the members of each of our sets (nullopt: the set is
+    // missing), and iptables-save of nat and filter (nullopt: unreadable). The io thread reads
+    // a list again only when its digest differs from the known one's: the lists themselves
+    // held 4.5 MB at 44,000 Services for the length of a pass.
     struct Family {
-        std::optional<std::vector<net::IpAddress>> vips;
-        std::array<std::optional<std::vector<ipvs::SetEntry>>, kSetCount> sets;
+        std::optional<UnorderedDigest> vips;
+        std::array<std::optional<UnorderedDigest>, kSetCount> sets;
         std::optional<std::string> iptablesSave;
     };
     std::map<net::Family, Family> families;
@@ -306,14 +332,11 @@ class Proxier {
     // syncs before the next (what they write is after the snapshot, so it is skipped).
     struct VerifyProgress {
         int stage = 0;
-        std::size_t pos = 0;    // next virtual server of the snapshot
-        std::size_t sub = 0;    // next member of the stage's address list or set, or bucket
-                                // of known_ in the scan for unseen virtual servers
-        bool mismatch = false;  // that list differs from what is known
+        std::size_t pos = 0;  // next virtual server of the snapshot
+        std::size_t sub = 0;  // next bucket of known_ in the scan for unseen virtual servers
         void nextStage() {
             ++stage;
             sub = 0;
-            mismatch = false;
         }
         // This pass's number (0 until its first step): the known virtual servers the snapshot
         // holds are marked with it (KnownVs::seenIn), where a set of their keys took 3 MB at
@@ -378,28 +401,13 @@ class Proxier {
         bool noLocalInternal = false;
         bool noLocalExternal = false;
     };
-    // A known virtual server's configuration: its key is the map's (kept once, not twice).
-    struct VsSettings {
-        ipvs::ShortName scheduler;
-        std::uint32_t flags = 0;  // HASHED stripped
-        std::uint32_t timeout = 0;
-        std::uint32_t netmask = 0xffffffff;  // as ipvs::VirtualServer's
-        ipvs::ShortName persistenceEngine;
-        static VsSettings of(const ipvs::VirtualServer& vs) {
-            return {vs.scheduler, vs.flags & ~ipvs::kSvcFlagHashed, vs.timeout, vs.netmask,
-                    vs.persistenceEngine};
-        }
-        bool sameAs(const ipvs::VirtualServer& vs) const {
-            return scheduler == vs.scheduler && flags == (vs.flags & ~ipvs::kSvcFlagHashed) &&
-                   timeout == vs.timeout && netmask == vs.netmask &&
-                   persistenceEngine == vs.persistenceEngine;
-        }
-    };
     struct KnownVs {
         VsSettings settings;
         DestList dests;             // sorted by key; draining() if terminating
         std::uint64_t touched = 0;  // opSeq of our last write to it
-        std::uint32_t seenIn = 0;   // the last verification pass whose snapshot held it
+        // The last verification pass whose snapshot held it (0 again if it was gone when
+        // read again).
+        std::uint32_t seenIn = 0;
     };
 
   public:
@@ -410,7 +418,7 @@ class Proxier {
     };
 
   private:
-    using SetTable = RefTable<ipvs::SetEntry, SetEntryHash>;
+    using SetTable = RefTable<ipvs::SetEntry, SetEntryHash, ContentDigest>;
     using SetKnown = std::unordered_set<ipvs::SetEntry, SetEntryHash>;
 
     // Work collected while processing Services, applied in a crash-safe order.
@@ -465,12 +473,15 @@ class Proxier {
     template <class Self, class F>
     static void forEachTable(Self& self, F&& f);
     void countRepair(std::string_view object, int& counter);
+    // kube-ipvs0's VIPs of this family, read again (sorted, no duplicates).
+    Result<std::vector<net::IpAddress>> readVips();
     void compareVips(const std::vector<net::IpAddress>& vips, VerifyReport& rep);
     void compareSet(std::size_t i, const std::vector<ipvs::SetEntry>& members, VerifyReport& rep);
     void resyncVs(const ipvs::ServiceKey& key);
     bool changedSince(const ipvs::ServiceKey& key, std::uint64_t snapshotSeq) const;
-    void verifyVs(const IpvsSnapshot::Vs& v, DestSpan vdests, std::uint64_t snapshotSeq,
-                  std::uint32_t pass, VerifyReport& rep);
+    // Returns whether it read the virtual server from the kernel again (it differs).
+    bool verifyVs(const IpvsSnapshot::Vs& v, std::uint64_t snapshotSeq, std::uint32_t pass,
+                  VerifyReport& rep);
     // Collects known virtual servers absent from the snapshot, about `budget` entries of
     // known_ per call; true once the scan is complete.
     bool scanUnseen(std::uint64_t snapshotSeq, VerifyProgress& p, std::size_t budget) const;
@@ -517,7 +528,7 @@ class Proxier {
     std::unordered_map<ipvs::ServiceKey, std::vector<k8s::ObjectKey>> vsWaiting_;
     // The shared kernel objects: VIPs and set members, with how many Services want each and
     // whether the kernel holds it (known state, as known_ is for virtual servers).
-    RefTable<net::IpAddress> binds_;
+    RefTable<net::IpAddress, std::hash<net::IpAddress>, ContentDigest> binds_;
     std::array<SetTable, kSetCount> sets_;
     std::map<ipvs::NoNodeAccess, std::uint32_t> noNodeAccessRefs_;
     std::map<k8s::ObjectKey, HealthCheck> healthChecks_;

@@ -11,11 +11,14 @@
 #include <functional>
 #include <unordered_map>
 
+#include "proxy/digest.h"
 #include "proxy/hash_buckets.h"
 
 namespace kipvs::proxy {
 
-template <class T, class Hash = std::hash<T>>
+// Digester gives each object's digest (proxy/digest.h): the table keeps that of the objects the
+// kernel holds, which a verification compares with the digest of what it read.
+template <class T, class Hash = std::hash<T>, class Digester = HashDigest<T, Hash>>
 class RefTable {
   public:
     // What a reference change did: whether the object became wanted (ref) or stopped being
@@ -35,7 +38,9 @@ class RefTable {
     }
     // No object is wanted or held.
     bool empty() const { return map_.empty(); }
-    std::size_t knownCount() const { return known_; }
+    std::size_t knownCount() const { return known_.count; }
+    // The objects the kernel holds, in one digest.
+    const UnorderedDigest& knownDigest() const { return known_; }
 
     Change ref(const T& v) {
         auto& s = map_[v];
@@ -61,7 +66,7 @@ class RefTable {
             auto& s = map_[v];
             if (!s.known) {
                 s.known = true;
-                ++known_;
+                known_.add(Digester{}(v));
             }
             return;
         }
@@ -70,7 +75,7 @@ class RefTable {
             return;
         }
         it->second.known = false;
-        --known_;
+        known_.remove(Digester{}(v));
         if (it->second.refs == 0) {
             map_.erase(it);
         }
@@ -85,7 +90,7 @@ class RefTable {
                 ++it;
             }
         }
-        known_ = 0;
+        known_ = {};
     }
     // The kernel holds exactly `held`.
     template <class Range>
@@ -113,7 +118,7 @@ class RefTable {
         bool known = false;
     };
     std::unordered_map<T, State, Hash> map_;
-    std::size_t known_ = 0;
+    UnorderedDigest known_;
 };
 
 }  // namespace kipvs::proxy

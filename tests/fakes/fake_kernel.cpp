@@ -100,6 +100,9 @@ Result<std::vector<ipvs::ServiceEntry>> FakeIpvs::services() {
 }
 
 Result<std::optional<ipvs::ServiceEntry>> FakeIpvs::service(const ipvs::ServiceKey& key) {
+    if (int err = failRead ? failRead("service", key) : 0; err != 0) {
+        return Error::sys(err, "get-service " + key.toString());
+    }
     auto it = table.find(key);
     if (it == table.end()) {
         return std::optional<ipvs::ServiceEntry>();
@@ -108,6 +111,9 @@ Result<std::optional<ipvs::ServiceEntry>> FakeIpvs::service(const ipvs::ServiceK
 }
 
 Result<std::vector<ipvs::DestEntry>> FakeIpvs::dests(const ipvs::ServiceKey& key) {
+    if (int err = failRead ? failRead("dests", key) : 0; err != 0) {
+        return Error::sys(err, "get-dests " + key.toString());
+    }
     auto it = table.find(key);
     if (it == table.end()) {
         return Error::sys(ESRCH, "get-dests " + key.toString());
@@ -242,6 +248,7 @@ Result<void> FakeAddresses::deleteLink(const std::string& name) {
 }
 
 Result<std::vector<net::IpAddress>> FakeAddresses::addresses(const std::string& name) {
+    ++linkReads;
     auto it = links.find(name);
     if (it == links.end()) {
         return Error::sys(ENODEV, "list addresses of " + name);
@@ -308,6 +315,7 @@ Result<std::vector<ipvs::InterfaceAddress>> FakeAddresses::allAddresses(std::str
 }
 
 Result<std::vector<net::IpAddress>> FakeAddresses::localRoutes(const std::string& name) {
+    ++linkReads;
     auto it = links.find(name);
     if (it == links.end()) {
         return Error::sys(ENODEV, "list local routes of " + name);
@@ -364,6 +372,7 @@ Result<void> FakeIpset::create(const ipvs::SetSpec& spec) {
 }
 
 Result<std::vector<ipvs::SetEntry>> FakeIpset::list(const std::string& name) {
+    ++lists;
     auto it = sets.find(name);
     if (it == sets.end()) {
         return Error::sys(ENOENT, "ipset list " + name);

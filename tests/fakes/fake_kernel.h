@@ -49,6 +49,9 @@ class FakeIpvs final : public ipvs::Ipvs {
     int applyCalls = 0;
     // Returns an errno to refuse an op with, or 0 to let it through.
     std::function<int(const ipvs::Op&)> refuse;
+    // Returns an errno to fail a read of one virtual server ("service") or of its real
+    // servers ("dests") with, or 0 to let it through.
+    std::function<int(std::string_view read, const ipvs::ServiceKey&)> failRead;
 
     // Test helpers.
     void addService(const ipvs::VirtualServer& vs);
@@ -83,6 +86,7 @@ class FakeAddresses final : public ipvs::Addresses {
     };
     std::map<std::string, Link> links;
     std::map<std::string, int> writes;  // "add-address", "del-address", "add-route", ...
+    int linkReads = 0;                  // lists of one link's addresses or local routes
     int totalWrites() const;
     std::function<int(std::string_view kind, const net::IpAddress&)> refuse;
 
@@ -107,6 +111,7 @@ class FakeIpset final : public ipvs::Ipset {
     };
     std::map<std::string, Set> sets;
     std::map<std::string, int> writes;  // "create", "add", "del", "flush", "destroy", "swap"
+    int lists = 0;                      // sets listed
     int totalWrites() const;
     std::function<int(const std::string& set, const ipvs::SetOp&)> refuse;
 

@@ -1109,7 +1109,7 @@ TEST_CASE("virtual servers missing from the snapshot are looked for in steps, ac
     auto snap = f.snapshot();
     // The dump skipped s11 and s12 (still there); s12's Service is deleted during the scan.
     std::erase_if(snap.ipvs.services, [](const IpvsSnapshot::Vs& v) {
-        return v.vs.key.address == ip("10.96.8.11") || v.vs.key.address == ip("10.96.8.12");
+        return v.key.address == ip("10.96.8.11") || v.key.address == ip("10.96.8.12");
     });
     Proxier::VerifyProgress prog;
     int scanSteps = 0;
@@ -1153,7 +1153,7 @@ TEST_CASE("virtual servers missing from the snapshot are looked for in steps, ac
     CHECK(f.verify().total() == 0);
 }
 
-TEST_CASE("addresses and sets are compared in bounded steps too, and only for real drift",
+TEST_CASE("addresses and sets are compared by digest, and read again only when they differ",
           "[proxier]") {
     Fixture f;
     auto& p = f.start();
@@ -1161,68 +1161,80 @@ TEST_CASE("addresses and sets are compared in bounded steps too, and only for re
     REQUIRE(f.sync());
     REQUIRE(f.bound().size() == 250);
     REQUIRE(f.set(names::kSetClusterIp).size() == 300);
-    // Budget 2 allows 16 membership tests per step (kMemberTestsPerVs).
-    const std::size_t budget = 2;
-    const auto run = [&](const KernelSnapshot& snap, std::uint64_t seq, const auto& between) {
+    // Stage 0 is the addresses, then one stage per set in setDefs() order.
+    const int clusterIpStage = 1 + static_cast<int>(SetId::ClusterIp);
+    // Runs a pass a step at a time, counting the steps each stage took and the lists the
+    // proxier read itself (the snapshot's own reads are not counted).
+    std::map<int, int> stepsIn;
+    int reads = 0;
+    const auto run = [&](const KernelSnapshot& snap, std::uint64_t seq) {
+        stepsIn.clear();
+        const int before = f.ipset.lists + f.addrs.linkReads;
         Proxier::VerifyProgress prog;
-        int steps = 0;
         while (!prog.done) {
-            p.verifyStep(snap, seq, prog, budget);
-            ++steps;
-            between(prog, steps);
+            ++stepsIn[prog.stage];
+            p.verifyStep(snap, seq, prog, 2);
         }
+        reads = f.ipset.lists + f.addrs.linkReads - before;
         return prog.report;
     };
-    const auto nothing = [](const Proxier::VerifyProgress&, int) {};
+    const auto verify = [&] { return run(f.snapshot(), p.opSeq()); };
+    const auto clusterIp = [&](const char* a) {
+        return SetEntry::ipPort(ip(a), Protocol::TCP, 80);
+    };
+    auto& members = f.ipset.sets.at("KUBE-CLUSTER-IP").entries;
 
-    SECTION("a clean pass takes many small steps for the 250 addresses and 300 members") {
-        // Stage 0 is the addresses, then one stage per set in setDefs() order.
-        const int clusterIpStage = 1 + static_cast<int>(SetId::ClusterIp);
-        int inAddresses = 0;
-        int inClusterIpSet = 0;
-        const auto rep = run(f.snapshot(), p.opSeq(), [&](const auto& prog, int) {
-            inAddresses += prog.stage == 0 ? 1 : 0;
-            inClusterIpSet += prog.stage == clusterIpStage && prog.sub > 0 ? 1 : 0;
-        });
-        CHECK(rep.total() == 0);
-        CHECK(inAddresses == 250 / 16);  // the last part of each list moves on to the next stage
-        CHECK(inClusterIpSet >= 300 / 16 - 1);
+    SECTION("a clean pass takes one step per list and reads nothing again") {
+        CHECK(verify().total() == 0);
+        CHECK(stepsIn[0] == 1);
+        CHECK(stepsIn[clusterIpStage] == 1);
+        CHECK(reads == 0);
     }
-    SECTION("a member added by hand is found in its part and removed") {
-        f.ipset.sets.at("KUBE-CLUSTER-IP")
-            .entries.insert(SetEntry::ipPort(ip("10.96.6.251"), Protocol::TCP, 80));
-        CHECK(run(f.snapshot(), p.opSeq(), nothing).setRepairs == 1);
+    SECTION("a member added by hand is found and removed") {
+        members.insert(clusterIp("10.96.6.251"));
+        CHECK(verify().setRepairs == 1);
+        CHECK(reads == 1);
         REQUIRE(f.sync());
         CHECK(f.set(names::kSetClusterIp).size() == 300);
     }
-    SECTION("a member and an address removed by hand are found once every part was checked") {
-        f.ipset.sets.at("KUBE-CLUSTER-IP")
-            .entries.erase(SetEntry::ipPort(ip("10.96.6.9"), Protocol::TCP, 80));
+    SECTION("a member replaced by another, as many as before, is found") {
+        members.erase(clusterIp("10.96.6.9"));
+        members.insert(clusterIp("10.96.6.251"));
+        CHECK(verify().setRepairs == 2);
+        REQUIRE(f.sync());
+        CHECK(f.set(names::kSetClusterIp).size() == 300);
+        CHECK(f.set(names::kSetClusterIp).count(clusterIp("10.96.6.9")) == 1);
+    }
+    SECTION("a member and an address removed by hand are found and put back") {
+        members.erase(clusterIp("10.96.6.9"));
         f.addrs.links.at(kDummy).addresses.erase(ip("10.96.6.200"));
-        const auto rep = run(f.snapshot(), p.opSeq(), nothing);
+        const auto rep = verify();
         CHECK(rep.setRepairs == 1);
         CHECK(rep.addressRepairs == 1);
+        CHECK(reads == 2);
         REQUIRE(f.sync());
         CHECK(f.set(names::kSetClusterIp).size() == 300);
         CHECK(f.bound().size() == 250);
     }
-    SECTION("a sync between two parts writes the list: no false drift, the next pass judges it") {
-        // Midway through the addresses, or through KUBE-CLUSTER-IP: a new Service's address
-        // and set member land after the snapshot, so the known state has one more than it.
-        const int stage = GENERATE(0, 1 + static_cast<int>(SetId::ClusterIp));
+    SECTION("a difference undone before the comparison is no drift") {
+        members.erase(clusterIp("10.96.6.9"));
+        f.addrs.links.at(kDummy).addresses.erase(ip("10.96.6.200"));
         const auto seq = p.opSeq();
         const auto snap = f.snapshot();
-        bool added = false;
-        const auto rep = run(snap, seq, [&](const auto& prog, int) {
-            if (!added && prog.stage == stage && prog.sub > 0) {
-                added = true;
-                p.onServiceUpsert(ServiceBuilder("default", "new", "10.96.7.1").port("p", 80));
-                REQUIRE(f.sync());
-            }
-        });
-        CHECK(added);
-        CHECK(rep.total() == 0);
-        CHECK(f.verify().total() == 0);
+        members.insert(clusterIp("10.96.6.9"));
+        f.addrs.links.at(kDummy).addresses.insert(ip("10.96.6.200"));
+        CHECK(run(snap, seq).total() == 0);
+        CHECK(reads == 2);  // read again, found the same
+        CHECK_FALSE(p.pending());
+    }
+    SECTION("lists we wrote after the snapshot are not compared: the next pass judges them") {
+        const auto seq = p.opSeq();
+        const auto snap = f.snapshot();
+        p.onServiceUpsert(ServiceBuilder("default", "new", "10.96.7.1").port("p", 80));
+        REQUIRE(f.sync());
+        CHECK(run(snap, seq).total() == 0);
+        CHECK(reads == 0);
+        CHECK(verify().total() == 0);
     }
 }
 
@@ -1577,8 +1589,8 @@ TEST_CASE("route binding leaves IPv6 VIPs as addresses", "[proxier]") {
     // The snapshot the periodic verification compares reads them as addresses too.
     const auto snap = f.snapshot();
     REQUIRE(snap.families.at(net::Family::V6).vips.has_value());
-    CHECK(*snap.families.at(net::Family::V6).vips ==
-          std::vector<net::IpAddress>{ip("fd00:96::17")});
+    CHECK(snap.families.at(net::Family::V6).vips->count == 1);
+    CHECK(snap.families.at(net::Family::V6).vips->sum == ContentDigest{}(ip("fd00:96::17")));
     CHECK(f.verify().total() == 0);
 }
 
@@ -1706,59 +1718,151 @@ TEST_CASE("the gauges that count every Service are set when refreshed, not by ea
     CHECK(gauge("kube_ipvs_real_servers") == 0);
 }
 
-TEST_CASE("a snapshot keeps each virtual server's real servers in one block, in order",
+TEST_CASE("a snapshot keeps a digest of each virtual server that tells every change apart",
           "[proxier]") {
-    // 0.6 + 0.6 blocks do not share a block; 1.2 take one of their own; none take no room;
-    // 3 start another; none again, after the last block. IPv6 ones go to blocks of their own,
-    // wide; the IPv4 ones take 12 bytes each.
-    constexpr std::uint32_t kBlock = IpvsSnapshot::kDestBlock;
-    constexpr std::uint32_t kPart = kBlock * 3 / 5;
     fakes::FakeIpvs ipvs;
-    // In the order of a walk of the fake: by key.
-    const std::vector<std::pair<std::string, std::uint32_t>> want = {
-        {"10.96.0.1", kPart}, {"10.96.0.2", kPart}, {"10.96.0.3", 2 * kPart},
-        {"10.96.0.4", 0},     {"10.96.0.5", 3},     {"10.96.0.6", 0},
-        {"fd00::5", 3}};
-    const auto destAddress = [](bool v6, std::uint32_t i) {
-        return v6 ? *net::IpAddress::parse("fd00:10:244::" + std::to_string(i + 1))
-                  : net::IpAddress::v4(0x0A800000U + i);
-    };
-    for (const auto& [vip, n] : want) {
-        ipvs::VirtualServer vs;
-        vs.key = {ip(vip.c_str()), 80, Protocol::TCP, 0};
-        vs.scheduler = *ipvs::ShortName::make("rr");
-        ipvs.addService(vs);
-        for (std::uint32_t i = n; i-- > 0;) {  // added in reverse: the snapshot sorts them
-            ipvs::RealServer rs;
-            rs.key = {destAddress(vs.key.address.isV6(), i), 8080};
-            ipvs.addDest(vs.key, rs);
-        }
+    ipvs::VirtualServer vs;
+    vs.key = {ip("10.96.0.1"), 80, Protocol::TCP, 0};
+    vs.scheduler = *ipvs::ShortName::make("rr");
+    ipvs.addService(vs);
+    std::vector<PackedDest> dests;
+    for (const char* a : {"10.244.0.9", "10.244.0.3", "fd00:10:244::1"}) {
+        ipvs::RealServer rs;
+        rs.key = {ip(a), 8080};
+        ipvs.addDest(vs.key, rs);  // not in key order: the snapshot sorts them
+        dests.emplace_back(rs);
     }
+    std::sort(dests.begin(), dests.end(), keyLess);
+    const VsSettings settings = VsSettings::of(vs);
+    const auto base = vsDigest(settings, dests);
+
     auto snap = takeSnapshot(ipvs);
     REQUIRE(snap.has_value());
-    REQUIRE(snap->services.size() == want.size());
-    const auto& narrow = snap->destBlocks[0];
-    CHECK(narrow.size() == 4);
-    for (const auto& block : narrow) {
-        CHECK_FALSE(block.wide());
-        CHECK(block.capacity() == std::max<std::size_t>(block.size(), kBlock));
-        CHECK(block.bytes() == block.capacity() * 12);
+    REQUIRE(snap->services.size() == 1);
+    CHECK(snap->services[0].key == vs.key);
+    CHECK(snap->services[0].digest == base);
+    // The same from a DestList, narrow or wide, and with the draining flag set.
+    DestList list;
+    list.assign(dests.begin(), dests.end());
+    CHECK(vsDigest(settings, list) == base);
+    auto draining = dests;
+    draining[0].setDraining(true);
+    CHECK(vsDigest(settings, draining) == base);
+    const std::vector<PackedDest> v4(dests.begin(), dests.begin() + 2);
+    DestList narrow;
+    narrow.assign(v4.begin(), v4.end());
+    CHECK_FALSE(narrow.wide());
+    CHECK(vsDigest(settings, narrow) == vsDigest(settings, v4));
+
+    // Every compared field changes it.
+    std::set<std::uint64_t> seen{base, vsDigest(settings, v4)};
+    const auto distinct = [&](const VsSettings& s, const std::vector<PackedDest>& ds) {
+        INFO(seen.size());
+        CHECK(seen.insert(vsDigest(s, ds)).second);
+    };
+    auto s2 = settings;
+    s2.scheduler = *ipvs::ShortName::make("wrr");
+    distinct(s2, dests);
+    s2 = settings;
+    s2.flags = ipvs::kSvcFlagPersistent;
+    distinct(s2, dests);
+    s2 = settings;
+    s2.timeout = 10800;
+    distinct(s2, dests);
+    s2 = settings;
+    s2.netmask = 0xffffff00;
+    distinct(s2, dests);
+    s2 = settings;
+    s2.persistenceEngine = *ipvs::ShortName::make("sip");
+    distinct(s2, dests);
+    distinct(settings, {dests.begin() + 1, dests.end()});
+    distinct(settings, {dests.rbegin(), dests.rend()});  // order counts
+    const auto changedDest = [&](auto change) {
+        auto rs = dests[1].realServer();
+        change(rs);
+        auto ds = dests;
+        ds[1] = PackedDest(rs);
+        distinct(settings, ds);
+    };
+    changedDest([](ipvs::RealServer& rs) { rs.weight = 0; });
+    changedDest([](ipvs::RealServer& rs) { rs.forwarding = ipvs::Forwarding::Tunnel; });
+    changedDest([](ipvs::RealServer& rs) { rs.upperThreshold = 10; });
+    changedDest([](ipvs::RealServer& rs) { rs.key.port = 8081; });
+    changedDest([](ipvs::RealServer& rs) { rs.key.address = ip("10.244.0.4"); });
+    changedDest([](ipvs::RealServer& rs) { rs.key.address = ip("fd00:10:244::4"); });
+}
+
+TEST_CASE("a virtual server whose digest differs is read again and judged by what it is now",
+          "[proxier]") {
+    Fixture f;
+    auto& p = f.start();
+    p.onServiceUpsert(web());
+    p.onSliceUpsert(webSlice({"10.244.1.7", "10.244.2.7"}));
+    REQUIRE(f.sync());
+    const auto good = f.table();
+    const ipvs::DestKey d1{ip("10.244.1.7"), 8080};
+    auto& weight = f.ipvs.table.at(kWebVs).dests.at(d1).dest.weight;
+    weight = 5;
+    const auto seq = p.opSeq();
+    const auto snap = f.snapshot();  // holds the drift
+
+    SECTION("changed back before the comparison: nothing to repair") {
+        weight = 1;
+        CHECK(p.verify(snap, seq).total() == 0);
+        CHECK_FALSE(p.pending());
     }
-    REQUIRE(snap->destBlocks[1].size() == 1);
-    CHECK(snap->destBlocks[1][0].wide());
-    CHECK(snap->destBlocks[1][0].size() == 3);
-    CHECK(snap->destBlocks[1][0].capacity() == kBlock / 2);  // as many bytes as a narrow one
-    for (std::size_t j = 0; j < want.size(); ++j) {
-        const auto& v = snap->services[j];
-        INFO(want[j].first);
-        CHECK(v.vs.key.address == ip(want[j].first.c_str()));
-        CHECK(v.wide == (want[j].first == "fd00::5"));
-        const auto ds = snap->destsOf(v);
-        REQUIRE(ds.size() == want[j].second);
-        for (std::uint32_t i = 0; i < ds.size(); ++i) {
-            REQUIRE(ds[i].key() == ipvs::DestKey{destAddress(v.wide, i), 8080});
+    SECTION("changed again: the newest state is what gets repaired") {
+        weight = 7;
+        CHECK(p.verify(snap, seq).ipvsRepairs == 1);
+        REQUIRE(f.sync());
+        CHECK(f.table() == good);
+    }
+    SECTION("deleted before the comparison: found gone in the same pass") {
+        f.ipvs.table.erase(kWebVs);
+        CHECK(p.verify(snap, seq).ipvsRepairs == 1);
+        REQUIRE(f.sync());
+        CHECK(f.table() == good);
+    }
+    SECTION("unreadable: left for the next pass, not forgotten") {
+        for (const char* which : {"service", "dests"}) {
+            INFO(which);
+            f.ipvs.failRead = [which](std::string_view read, const ipvs::ServiceKey&) {
+                return read == which ? EIO : 0;
+            };
+            CHECK(p.verify(snap, seq).total() == 0);
         }
+        f.ipvs.failRead = nullptr;
+        CHECK(f.verify().ipvsRepairs == 1);
+        REQUIRE(f.sync());
+        CHECK(f.table() == good);
     }
+}
+
+TEST_CASE("reading virtual servers again costs a verification step more than comparing them",
+          "[proxier]") {
+    Fixture f;
+    auto& p = startWith300(f, "10.96.6.");
+    const auto seq = p.opSeq();
+    const auto clean = f.snapshot();
+    for (auto& [key, entry] : f.ipvs.table) {
+        entry.vs.scheduler = *ipvs::ShortName::make("wrr");
+    }
+    const auto drifted = f.snapshot();
+    const auto stepsFor = [&](const KernelSnapshot& snap) {
+        Proxier::VerifyProgress prog;
+        int steps = 0;
+        while (!prog.done) {
+            p.verifyStep(snap, seq, prog, 64);
+            ++steps;
+        }
+        return std::pair{steps, prog.report.ipvsRepairs};
+    };
+    const auto [cleanSteps, none] = stepsFor(clean);
+    CHECK(none == 0);
+    const auto [driftSteps, repairs] = stepsFor(drifted);
+    CHECK(repairs == 300);
+    // 300 comparisons take 5 steps of 64; 300 reads, 32 units each, take 150 of them.
+    CHECK(driftSteps - cleanSteps == 150 - 5);
 }
 
 TEST_CASE("hash tables give their buckets back after a complete sync", "[proxier]") {

@@ -85,3 +85,33 @@ TEST_CASE("RefTable: what the kernel holds is kept apart from what is wanted") {
     t.unref(2);
     CHECK(t.empty());
 }
+
+TEST_CASE("RefTable: the digest of what the kernel holds follows every change") {
+    // Always the digest of the known objects computed afresh, in whatever order.
+    const auto of = [](std::initializer_list<int> held) {
+        kipvs::proxy::UnorderedDigest d;
+        for (int v : held) {
+            d.add(kipvs::proxy::HashDigest<int>{}(v));
+        }
+        return d;
+    };
+    RefTable<int> t;
+    CHECK(t.knownDigest() == of({}));
+    t.ref(1);
+    t.setKnown(2, true);
+    t.setKnown(3, true);
+    t.setKnown(3, true);  // counted once
+    CHECK(t.knownDigest() == of({3, 2}));
+    CHECK(t.knownDigest() != of({2}));
+    CHECK(t.knownDigest() != of({2, 4}));  // as many, not the same
+    t.setKnown(1, true);
+    t.setKnown(2, false);
+    t.setKnown(9, false);  // never there
+    CHECK(t.knownDigest() == of({1, 3}));
+    t.unref(1);  // no longer wanted, still held
+    CHECK(t.knownDigest() == of({1, 3}));
+    t.replaceKnown(std::vector<int>{5, 2});
+    CHECK(t.knownDigest() == of({2, 5}));
+    t.clearKnown();
+    CHECK(t.knownDigest() == of({}));
+}
