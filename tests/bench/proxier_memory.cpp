@@ -2,9 +2,10 @@
 // two proxiers (IPv4 and IPv6) are fed N ClusterIP Services with E endpoints each, as the
 // initial lists deliver them, and synced against the kernel fakes. The bytes they hold are
 // measured by destroying them (glibc's mallinfo2 before and after), so the fakes' own tables
-// do not count. Then the verification's snapshot of the same IPVS table is read from the fake:
-// the bytes it holds and the most it held at once while it was read (counted by this program's
-// operator new). Bytes, not times: the result is the same on every machine.
+// do not count. Then the verification's snapshot of the same kernel state is read from the
+// fakes: the bytes it holds (and those of its IPVS part) and the most it held at once while it
+// was read (counted by this program's operator new). Bytes, not times: the result is the same on
+// every machine.
 //
 //   bench-proxier-memory [SERVICES [ENDPOINTS]]     (default 10000 10)
 #include <malloc.h>
@@ -167,13 +168,21 @@ int main(int argc, char** argv) {
     const std::size_t snapBefore = gLive;
     resetPeak();
     std::size_t snapHeld = 0;
+    std::size_t ipvsHeld = 0;
     {
-        auto snap = proxy::takeSnapshot(ipvs);
+        // As the daemon's verification reads it: both families, VIPs as local routes (the
+        // proxier.s default binding), no iptables.
+        auto snap = proxy::takeKernelSnapshot({ipvs, addrs, ipset, nullptr},
+                                              {net::Family::V4, net::Family::V6},
+                                              proxy::ProxierConfig{}.binding);
         if (!snap) {
             std::fprintf(stderr, "snapshot failed: %s\n", snap.error().message.c_str());
             return 1;
         }
         snapHeld = gLive - snapBefore;
+        const std::size_t beforeIpvs = gLive;
+        snap->ipvs = {};
+        ipvsHeld = beforeIpvs - gLive;
     }
     const std::size_t snapPeak = gPeak - snapBefore;
     const std::size_t v4Before = heapInUse();
@@ -189,6 +198,7 @@ int main(int argc, char** argv) {
                 v6Held, withProxiers - before);
     std::printf("bytes_per_service=%.0f (with its %d endpoints)\n", static_cast<double>(total) / n,
                 e);
-    std::printf("verification_snapshot_bytes=%zu peak_while_read=%zu\n", snapHeld, snapPeak);
+    std::printf("verification_snapshot_bytes=%zu of_which_ipvs=%zu peak_while_read=%zu\n", snapHeld,
+                ipvsHeld, snapPeak);
     return 0;
 }
