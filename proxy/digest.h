@@ -7,8 +7,8 @@
 // can already write the IPVS table could craft one.
 #pragma once
 
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <span>
