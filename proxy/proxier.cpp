@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "ipvs/names.h"
+#include "proxy/chunked_list.h"
 #include "proxy/hash_buckets.h"
 #include "proxy/log.h"
 #include "proxy/ownership.h"
@@ -191,9 +192,18 @@ Result<KernelSnapshot> takeKernelSnapshot(SnapshotSources src,
     return snap;
 }
 
+// IPVS writes per apply() call: what NetlinkIpvs builds per write (its result, sequence and
+// error slots, about 110 bytes) exists for one chunk at a time.
+constexpr std::size_t kIpvsOpChunk = 4096;
+// A step takes no more Services once its IPVS writes reach this many: servicesPerStep bounds
+// the Services, and 2,000 Services of 100 endpoints each would be 200,000 writes (112 bytes
+// each) in one step, the io thread busy with them throughout.
+constexpr std::size_t kIpvsOpsPerStep = 2 * kIpvsOpChunk;
+
 struct Proxier::Batch {
     Step::Times* times = nullptr;
-    std::vector<Op> ipvsOps;
+    // Applied a chunk at a time (proxy/chunked_list.h).
+    ChunkedList<Op, kIpvsOpChunk> ipvsOps;
     std::vector<UdpServing> udpChanged;
     std::vector<std::pair<ipvs::ServiceKey, ipvs::DestKey>> udpDeleted;
     std::vector<k8s::ObjectKey> processed;
@@ -1214,46 +1224,48 @@ bool Proxier::applyIpvsOps(Batch& b) {
         return true;
     }
     ++opSeq_;
-    const auto results = k_.ipvs.apply(b.ipvsOps);
     bool okAll = true;
     OpTally tally(*this);
-    for (std::size_t i = 0; i < b.ipvsOps.size(); ++i) {
-        const auto& op = b.ipvsOps[i];
-        if (op.kind == OpKind::AddDest && (i == 0 || b.ipvsOps[i - 1].kind != OpKind::AddDest ||
-                                           b.ipvsOps[i - 1].service.key != op.service.key)) {
-            // The real servers of one virtual server come in a run: make room for the run at
-            // once. Grown one by one, a vector of 10 ends with room for 16: 60% more memory
-            // for every virtual server kept.
-            std::size_t run = 1;
-            while (i + run < b.ipvsOps.size() && b.ipvsOps[i + run].kind == OpKind::AddDest &&
-                   b.ipvsOps[i + run].service.key == op.service.key) {
-                ++run;
+    b.ipvsOps.forEachChunk([&](std::span<const Op> ops) {
+        const auto results = k_.ipvs.apply(ops);
+        for (std::size_t i = 0; i < ops.size(); ++i) {
+            const auto& op = ops[i];
+            if (op.kind == OpKind::AddDest && (i == 0 || ops[i - 1].kind != OpKind::AddDest ||
+                                               ops[i - 1].service.key != op.service.key)) {
+                // The real servers of one virtual server come in a run (split only where a
+                // chunk ends): make room for the run at once. Grown one by one, a vector of 10
+                // ends with room for 16: 60% more memory for every virtual server kept.
+                std::size_t run = 1;
+                while (i + run < ops.size() && ops[i + run].kind == OpKind::AddDest &&
+                       ops[i + run].service.key == op.service.key) {
+                    ++run;
+                }
+                if (auto k = known_.find(op.service.key); k != known_.end()) {
+                    k->second.dests.reserve(k->second.dests.size() + run);
+                }
             }
-            if (auto k = known_.find(op.service.key); k != known_.end()) {
-                k->second.dests.reserve(k->second.dests.size() + run);
+            const bool have = i < results.size();
+            const auto outcome = have ? results[i].outcome : Outcome::Failed;
+            tally.add("ipvs", ipvs::opKindName(op.kind), outcomeName(outcome));
+            if (outcome == Outcome::Failed) {
+                okAll = false;
+                log::error("IPVS write failed",
+                           {{"error", have ? results[i].message : op.toString() + ": no result"}});
+                if (auto o = vsOwner_.find(op.service.key); o != vsOwner_.end()) {
+                    markDirty(*o->second);  // recomputed and retried on the next sync
+                }
+                continue;
+            }
+            applyKnown(op);
+            if (op.kind == OpKind::DeleteService) {
+                vsPending_.erase(op.service.key);
+            }
+            if (op.kind == OpKind::AddService && outcome == Outcome::Converted) {
+                // It existed although we did not know it: its real servers are unknown too.
+                b.convertedAdds.push_back(op.service.key);
             }
         }
-        const bool have = i < results.size();
-        const auto outcome = have ? results[i].outcome : Outcome::Failed;
-        tally.add("ipvs", ipvs::opKindName(op.kind), outcomeName(outcome));
-        if (outcome == Outcome::Failed) {
-            okAll = false;
-            log::error("IPVS write failed",
-                       {{"error", have ? results[i].message : op.toString() + ": no result"}});
-            if (auto o = vsOwner_.find(op.service.key); o != vsOwner_.end()) {
-                markDirty(*o->second);  // recomputed and retried on the next sync
-            }
-            continue;
-        }
-        applyKnown(op);
-        if (op.kind == OpKind::DeleteService) {
-            vsPending_.erase(op.service.key);
-        }
-        if (op.kind == OpKind::AddService && outcome == Outcome::Converted) {
-            // It existed although we did not know it: its real servers are unknown too.
-            b.convertedAdds.push_back(op.service.key);
-        }
-    }
+    });
     for (const auto& key : b.convertedAdds) {
         auto ds = k_.ipvs.dests(key);
         if (!ds) {
@@ -1619,6 +1631,9 @@ Proxier::Step Proxier::syncStep(const SyncTime& now) {
             ++it;
         }
         for (const auto& key : batch) {
+            if (b.ipvsOps.size() >= kIpvsOpsPerStep) {
+                break;  // the rest stay in dirty_ for the next step
+            }
             if (dirty_.erase(key) != 0) {
                 processService(key, node, b);
                 ++n;

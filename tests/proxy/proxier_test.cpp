@@ -1865,6 +1865,43 @@ TEST_CASE("reading virtual servers again costs a verification step more than com
     CHECK(driftSteps - cleanSteps == 150 - 5);
 }
 
+TEST_CASE("a step's IPVS writes are bounded, and applied in chunks", "[proxier]") {
+    Fixture f;
+    f.cfg.servicesPerStep = 10000;
+    auto& p = f.start();
+    constexpr int kServices = 1000;
+    for (int i = 0; i < kServices; ++i) {
+        const auto name = "s" + std::to_string(i);
+        const auto vip = "10.96." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1);
+        p.onServiceUpsert(ServiceBuilder("default", name.c_str(), vip.c_str()).port("p", 80));
+        SliceBuilder s("default", (name + "-1").c_str(), name.c_str());
+        s.port("p", 8080);
+        for (int j = 0; j < 10; ++j) {
+            const auto ep =
+                "10.244." + std::to_string(i / 25) + "." + std::to_string(i % 25 * 10 + j + 1);
+            s.ep(ep.c_str());
+        }
+        p.onSliceUpsert(s);
+    }
+    REQUIRE(p.syncStep(f.now()).services == 0);  // the bootstrap step
+    const int callsBefore = f.ipvs.applyCalls;
+    const auto first = p.syncStep(f.now());
+    // 11 writes per Service: the 745th reaches 8,192 writes and is the step's last. They are
+    // applied as 4,096 + 4,096 + 3, the first boundary inside the 373rd Service's real servers.
+    CHECK(first.services == 745);
+    CHECK_FALSE(first.done);
+    CHECK(f.ipvs.applyCalls - callsBefore == 3);
+    CHECK(f.ipvs.table.size() == 745);
+    REQUIRE(f.sync());
+    CHECK(f.ipvs.table.size() == kServices);
+    // What it knows is what it wrote, across the chunks' boundaries: a pass finds no drift and
+    // another sync writes nothing.
+    CHECK(f.verify().total() == 0);
+    const int writes = f.writes();
+    REQUIRE(f.sync());
+    CHECK(f.writes() == writes);
+}
+
 TEST_CASE("hash tables give their buckets back after a complete sync", "[proxier]") {
     // Tables never shrink their bucket arrays by themselves; the proxier rehashes those well
     // over what their elements need once a sync is complete.
