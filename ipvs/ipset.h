@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -122,7 +123,19 @@ struct SetOp {
 class IpsetLister {
   public:
     virtual ~IpsetLister() = default;
-    virtual Result<std::vector<SetEntry>> list(const std::string& name) = 0;
+    // Calls fn for each member, in the kernel's order, and keeps none: a verification reduces
+    // a set of 44,000 members to a digest. Returns how many there were. An error may come
+    // after some members were visited.
+    using MemberVisitor = std::function<void(const SetEntry&)>;
+    virtual Result<std::size_t> visit(const std::string& name, const MemberVisitor& fn) = 0;
+    // The members.
+    Result<std::vector<SetEntry>> list(const std::string& name) {
+        std::vector<SetEntry> out;
+        if (auto r = visit(name, [&out](const SetEntry& e) { out.push_back(e); }); !r) {
+            return r.error();
+        }
+        return out;
+    }
 };
 
 class Ipset : public IpsetLister {

@@ -101,14 +101,14 @@ bool ListCollector::member(const nlattr* data) {
     }
     switch (*type_) {
         case SetType::HashIp:
-            out_.push_back(SetEntry::address(*ip));
+            emit(SetEntry::address(*ip));
             return true;
         case SetType::HashNet: {
             const auto n = network(*ip, tb[IPSET_ATTR_CIDR]);
             if (!n) {
                 return false;
             }
-            out_.push_back(SetEntry::network(*n));
+            emit(SetEntry::network(*n));
             return true;
         }
         case SetType::BitmapPort: {
@@ -116,7 +116,7 @@ bool ListCollector::member(const nlattr* data) {
             if (!p) {
                 return false;
             }
-            out_.push_back(SetEntry::portOnly(*p));
+            emit(SetEntry::portOnly(*p));
             return true;
         }
         case SetType::HashIpPort:
@@ -148,7 +148,7 @@ bool ListCollector::member(const nlattr* data) {
             e.setNet(*n);
         }
     }
-    out_.push_back(e);
+    emit(e);
     return true;
 }
 
@@ -186,17 +186,17 @@ void ListCollector::add(const nlmsghdr* msg) {
             return;
         }
         if (!member(a)) {
-            fail("cannot decode member " + std::to_string(out_.size() + 1) + " of a " +
+            fail("cannot decode member " + std::to_string(count_ + 1) + " of a " +
                  std::string(setTypeName(*type_)) + " set");
         }
     });
 }
 
-Result<std::vector<SetEntry>> ListCollector::finish() {
+Result<std::size_t> ListCollector::finish() {
     if (error_) {
         return Error::protocol(*error_);
     }
-    return std::move(out_);
+    return count_;
 }
 
 }  // namespace kipvs::ipvs::ipsetnl

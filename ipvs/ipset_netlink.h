@@ -11,6 +11,7 @@
 #include <linux/netlink.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,22 +28,29 @@ void listRequest(hostnl::MessageBuffer& b, const std::string& name);
 // Collects the members of one set from the dump's reply messages, in any number of parts.
 class ListCollector {
   public:
-    // `what` names the operation in errors ("ipset list KUBE-CLUSTER-IP").
-    explicit ListCollector(std::string what) : what_(std::move(what)) {}
+    using Sink = std::function<void(const SetEntry&)>;
+    // `what` names the operation in errors ("ipset list KUBE-CLUSTER-IP"); each member goes to
+    // `sink` as it is decoded, and none is kept.
+    ListCollector(std::string what, Sink sink) : what_(std::move(what)), sink_(std::move(sink)) {}
     // One reply message. A malformed one, a set type kube-ipvs does not use or a member it
     // cannot represent makes finish() fail; later messages are then ignored.
     void add(const nlmsghdr* msg);
-    // The members, or the first problem seen.
-    Result<std::vector<SetEntry>> finish();
+    // How many members there were, or the first problem seen.
+    Result<std::size_t> finish();
 
   private:
     void fail(std::string why);
     bool member(const nlattr* data);
+    void emit(const SetEntry& e) {
+        sink_(e);
+        ++count_;
+    }
 
     std::string what_;
     std::optional<SetType> type_;
     std::uint8_t family_ = 0;  // NFPROTO_IPV4 / NFPROTO_IPV6 (0 for bitmap:port)
-    std::vector<SetEntry> out_;
+    Sink sink_;
+    std::size_t count_ = 0;
     std::optional<std::string> error_;
 };
 

@@ -479,18 +479,18 @@ Result<void> LibIpset::create(const SetSpec& spec) {
     return run(IPSET_CMD_CREATE, what);
 }
 
-Result<std::vector<SetEntry>> LibIpset::list(const std::string& name) {
-    return lister_->list(name);
+Result<std::size_t> LibIpset::visit(const std::string& name, const MemberVisitor& fn) {
+    return lister_->visit(name, fn);
 }
 
-Result<std::vector<SetEntry>> NetlinkIpsetLister::list(const std::string& name) {
+Result<std::size_t> NetlinkIpsetLister::visit(const std::string& name, const MemberVisitor& fn) {
     const std::string what = "ipset list " + name;
     if (!validName(name)) {
         return badName(what, name);
     }
     hostnl::MessageBuffer b;
     ipsetnl::listRequest(b, name);
-    ipsetnl::ListCollector members(what);
+    ipsetnl::ListCollector members(what, fn);
     const auto st = nfnl_->exchange(b, [&](std::size_t, const nlmsghdr* m) { members.add(m); })[0];
     if (st.error == ENOENT) {
         return Error{std::error_code(ENOENT, std::generic_category()),

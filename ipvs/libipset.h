@@ -41,7 +41,7 @@ class NetlinkIpsetLister final : public IpsetLister {
   public:
     static Result<std::unique_ptr<NetlinkIpsetLister>> open();
     ~NetlinkIpsetLister() override;
-    Result<std::vector<SetEntry>> list(const std::string& name) override;
+    Result<std::size_t> visit(const std::string& name, const MemberVisitor& fn) override;
 
   private:
     explicit NetlinkIpsetLister(std::unique_ptr<hostnl::Socket> s);
@@ -58,7 +58,7 @@ class LibIpset final : public Ipset {
     Result<std::vector<std::string>> setNames() override;
     Result<std::optional<SetInfo>> info(const std::string& name) override;
     Result<void> create(const SetSpec& spec) override;
-    Result<std::vector<SetEntry>> list(const std::string& name) override;
+    Result<std::size_t> visit(const std::string& name, const MemberVisitor& fn) override;
     std::vector<Result<void>> apply(const std::string& name, SetType type,
                                     std::span<const SetOp> ops) override;
     Result<void> flush(const std::string& name) override;

@@ -371,13 +371,16 @@ Result<void> FakeIpset::create(const ipvs::SetSpec& spec) {
     return ok();
 }
 
-Result<std::vector<ipvs::SetEntry>> FakeIpset::list(const std::string& name) {
+Result<std::size_t> FakeIpset::visit(const std::string& name, const MemberVisitor& fn) {
     ++lists;
     auto it = sets.find(name);
     if (it == sets.end()) {
         return Error::sys(ENOENT, "ipset list " + name);
     }
-    return std::vector<ipvs::SetEntry>(it->second.entries.begin(), it->second.entries.end());
+    for (const auto& e : it->second.entries) {
+        fn(e);
+    }
+    return it->second.entries.size();
 }
 
 std::vector<Result<void>> FakeIpset::apply(const std::string& name, ipvs::SetType /*type*/,

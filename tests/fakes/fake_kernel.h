@@ -118,7 +118,7 @@ class FakeIpset final : public ipvs::Ipset {
     Result<std::vector<std::string>> setNames() override;
     Result<std::optional<ipvs::SetInfo>> info(const std::string& name) override;
     Result<void> create(const ipvs::SetSpec& spec) override;
-    Result<std::vector<ipvs::SetEntry>> list(const std::string& name) override;
+    Result<std::size_t> visit(const std::string& name, const MemberVisitor& fn) override;
     std::vector<Result<void>> apply(const std::string& name, ipvs::SetType type,
                                     std::span<const ipvs::SetOp> ops) override;
     Result<void> flush(const std::string& name) override;

@@ -73,11 +73,18 @@ struct Reply {
 };
 
 Result<std::vector<SetEntry>> collect(Reply& r) {
-    ipsetnl::ListCollector c("ipset list KUBE-TEST");
+    std::vector<SetEntry> got;
+    ipsetnl::ListCollector c("ipset list KUBE-TEST",
+                             [&got](const SetEntry& e) { got.push_back(e); });
     for (std::size_t i = 0; i < r.b.count(); ++i) {
         c.add(r.b.message(i));
     }
-    return c.finish();
+    auto n = c.finish();
+    if (!n) {
+        return n.error();
+    }
+    REQUIRE(*n == got.size());  // the count it returns is of the members it passed on
+    return got;
 }
 
 }  // namespace
@@ -236,7 +243,7 @@ TEST_CASE("ListCollector refuses what it cannot represent, naming the set and me
         nfgenmsg g{};
         b.putHeader(g);
         b.end();
-        ipsetnl::ListCollector c("ipset list KUBE-TEST");
+        ipsetnl::ListCollector c("ipset list KUBE-TEST", [](const SetEntry&) {});
         c.add(b.message(0));
         auto got = c.finish();
         REQUIRE_FALSE(got.has_value());
