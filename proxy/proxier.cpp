@@ -476,8 +476,8 @@ bool Proxier::initialized() const {
 }
 
 bool Proxier::pending() const {
-    if (!dirty_.empty() || !vipPending_.empty() || !vsPending_.empty() || iptablesDirty_ ||
-        !initialSyncDone_ || !otherBinding_.empty()) {
+    if (!dirty_.empty() || !retryAfterSync_.empty() || !vipPending_.empty() ||
+        !vsPending_.empty() || iptablesDirty_ || !initialSyncDone_ || !otherBinding_.empty()) {
         return true;
     }
     for (std::size_t i = 0; i < kSetCount; ++i) {
@@ -1256,7 +1256,7 @@ bool Proxier::applyIpvsOps(Batch& b) {
                 log::error("IPVS write failed",
                            {{"error", have ? results[i].message : op.toString() + ": no result"}});
                 if (auto o = vsOwner_.find(op.service.key); o != vsOwner_.end()) {
-                    markDirty(*o->second);  // recomputed and retried on the next sync
+                    retryAfterSync_.insert(*o->second);  // recomputed on the next sync
                 }
                 continue;
             }
@@ -1395,9 +1395,9 @@ template <class Self, class F>
 void Proxier::forEachTable(Self& self, F&& f) {
     std::apply(
         [&](auto&... t) { (f(t), ...); },
-        std::tie(self.services_, self.otherFamily_, self.slices_, self.dirty_, self.earlyDeferred_,
-                 self.triggers_, self.contrib_, self.vsOwner_, self.vsWaiting_, self.known_,
-                 self.recentlyDeleted_, self.vipPending_, self.vsPending_));
+        std::tie(self.services_, self.otherFamily_, self.slices_, self.dirty_, self.retryAfterSync_,
+                 self.earlyDeferred_, self.triggers_, self.contrib_, self.vsOwner_, self.vsWaiting_,
+                 self.known_, self.recentlyDeleted_, self.vipPending_, self.vsPending_));
     for (std::size_t i = 0; i < kSetCount; ++i) {
         f(self.setPending_[i]);
         f(self.setFailed_[i]);
@@ -1579,6 +1579,15 @@ void Proxier::finishAdopt(std::unique_ptr<OwnedTable> table) {
 }
 
 Proxier::Step Proxier::syncStep(const SyncTime& now) {
+    Step step = syncStepOnce(now);
+    if (step.done && !retryAfterSync_.empty()) {
+        dirty_.merge(retryAfterSync_);
+        retryAfterSync_.clear();  // those dirty_ had already
+    }
+    return step;
+}
+
+Proxier::Step Proxier::syncStepOnce(const SyncTime& now) {
     Step step;
     const bool early = !initialized();
     if (!adopted_ || (early && !programEarly())) {

@@ -303,11 +303,14 @@ class Proxier {
         std::size_t services = 0;  // changed Services processed
         std::size_t left = 0;      // changed Services still to process (early: incl. unlisted)
     };
-    // Does a bounded amount of sync work: up to servicesPerStep changed Services, then the
-    // shared objects, iptables and clean-up once the changed Services are drained. Call again
-    // while !done. No-op (done) before adopt(), and before initialized() unless programEarly().
-    // Before initialized() a step is `early`: it programs the changed Services known so far
-    // and leaves every removal (and the clean-up of stale objects) to the first full sync.
+    // Does a bounded amount of sync work: up to servicesPerStep changed Services (fewer once
+    // their IPVS writes reach a bound), then the shared objects, iptables and clean-up once the
+    // changed Services are drained. Call again while !done. A Service whose write failed is
+    // changed again from the end of the sync on, not in this one: its retry waits for the
+    // runner's retry delay, and failing Services cannot keep a sync from ending. No-op (done)
+    // before adopt(), and before initialized() unless programEarly(). Before initialized() a step
+    // is `early`: it programs the changed Services known so far and leaves every removal (and the
+    // clean-up of stale objects) to the first full sync.
     Step syncStep(const SyncTime& now);
     // A cold node (adopt() found nothing of ours) whose Node is known programs Services while
     // the initial lists still arrive: there is nothing of ours a partial view could remove,
@@ -323,8 +326,9 @@ class Proxier {
     // Compares a snapshot with the known state and repairs drift: known state is corrected to
     // what the kernel holds and the owners are marked for the next sync. Objects we wrote
     // after the snapshot began (opSeq() > snapshotSeq) are skipped: the snapshot may predate
-    // those writes. Its only kernel I/O confirms virtual servers the snapshot lacks (a dump
-    // read while others are deleted can skip some that are there).
+    // those writes. Its kernel I/O reads again what differs from the known state, whole, and
+    // confirms virtual servers the snapshot lacks (a dump read while others are deleted can
+    // skip some that are there).
     VerifyReport verify(const KernelSnapshot& snap, std::uint64_t snapshotSeq);
     // The same in bounded steps, so that comparing a 44,000-Service snapshot does not hold up
     // events: each call compares one part (the addresses, one set, up to `budget` virtual
@@ -425,6 +429,7 @@ class Proxier {
     struct Batch;
 
     void markDirty(const k8s::ObjectKey& svc);
+    Step syncStepOnce(const SyncTime& now);
     bool waitingForService(const k8s::ObjectKey& svc) const;
     bool serviceExists(const k8s::ObjectKey& key) const;
     bool hasSlices(const k8s::ObjectKey& svc) const;
@@ -513,6 +518,8 @@ class Proxier {
     bool slicesSynced_ = false;
     bool nodeSynced_ = false;
     std::unordered_set<k8s::ObjectKey, ObjectKeyHash> dirty_;
+    // Services whose IPVS write failed in the sync under way: back in dirty_ when it ends.
+    std::unordered_set<k8s::ObjectKey, ObjectKeyHash> retryAfterSync_;
     // Services an early step left for their slices (programmed once, with them); back in
     // dirty_ when the slices are all listed.
     std::unordered_set<k8s::ObjectKey, ObjectKeyHash> earlyDeferred_;

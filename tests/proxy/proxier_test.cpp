@@ -1865,12 +1865,10 @@ TEST_CASE("reading virtual servers again costs a verification step more than com
     CHECK(driftSteps - cleanSteps == 150 - 5);
 }
 
-TEST_CASE("a step's IPVS writes are bounded, and applied in chunks", "[proxier]") {
-    Fixture f;
-    f.cfg.servicesPerStep = 10000;
-    auto& p = f.start();
-    constexpr int kServices = 1000;
-    for (int i = 0; i < kServices; ++i) {
+namespace {
+// n Services (up to 1,000) of 10 endpoints each, one slice each.
+void addServicesWith10(Proxier& p, int n) {
+    for (int i = 0; i < n; ++i) {
         const auto name = "s" + std::to_string(i);
         const auto vip = "10.96." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1);
         p.onServiceUpsert(ServiceBuilder("default", name.c_str(), vip.c_str()).port("p", 80));
@@ -1883,6 +1881,15 @@ TEST_CASE("a step's IPVS writes are bounded, and applied in chunks", "[proxier]"
         }
         p.onSliceUpsert(s);
     }
+}
+}  // namespace
+
+TEST_CASE("a step's IPVS writes are bounded, and applied in chunks", "[proxier]") {
+    Fixture f;
+    f.cfg.servicesPerStep = 10000;
+    auto& p = f.start();
+    constexpr int kServices = 1000;
+    addServicesWith10(p, kServices);
     REQUIRE(p.syncStep(f.now()).services == 0);  // the bootstrap step
     const int callsBefore = f.ipvs.applyCalls;
     const auto first = p.syncStep(f.now());
@@ -1900,6 +1907,35 @@ TEST_CASE("a step's IPVS writes are bounded, and applied in chunks", "[proxier]"
     const int writes = f.writes();
     REQUIRE(f.sync());
     CHECK(f.writes() == writes);
+}
+
+TEST_CASE("Services whose writes keep failing cannot keep a sync from ending", "[proxier]") {
+    // A step takes Services until it has 8,192 writes. A Service whose write failed waits for
+    // the next sync: taken again by the next step, failing ones alone would fill every step.
+    Fixture f;
+    f.cfg.servicesPerStep = 10000;
+    auto& p = f.start();
+    addServicesWith10(p, 1000);
+    f.ipvs.refuse = [](const ipvs::Op& op) {
+        return op.kind == ipvs::OpKind::AddDest ? ENOMEM : 0;
+    };
+    int steps = 0;
+    bool done = false;
+    while (steps < 10 && !done) {
+        done = p.syncStep(f.now()).done;
+        ++steps;
+    }
+    CHECK(done);
+    CHECK(steps == 3);  // the bootstrap step, 745 Services, the other 255
+    CHECK(p.pending());
+    f.ipvs.refuse = nullptr;
+    REQUIRE(f.sync());  // the next sync retries all of them
+    REQUIRE(f.ipvs.table.size() == 1000);
+    std::size_t dests = 0;
+    for (const auto& [key, vs] : f.ipvs.table) {
+        dests += vs.dests.size();
+    }
+    CHECK(dests == 10000);
 }
 
 TEST_CASE("hash tables give their buckets back after a complete sync", "[proxier]") {
