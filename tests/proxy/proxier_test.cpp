@@ -155,6 +155,15 @@ void addServices(Proxier& p, int n, const std::string& net) {
     }
 }
 
+// A started IPv4 proxier with web() and its two endpoints, programmed.
+Proxier& startWithWeb(Fixture& f) {
+    auto& p = f.start();
+    p.onServiceUpsert(web());
+    p.onSliceUpsert(webSlice({"10.244.1.7", "10.244.2.7"}));
+    REQUIRE(f.sync());
+    return p;
+}
+
 // A started IPv4 proxier with 300 Services under `net`, programmed in one sync.
 Proxier& startWith300(Fixture& f, const std::string& net) {
     f.cfg.servicesPerStep = 1000;
@@ -1795,10 +1804,7 @@ TEST_CASE("a snapshot keeps a digest of each virtual server that tells every cha
 TEST_CASE("a virtual server whose digest differs is read again and judged by what it is now",
           "[proxier]") {
     Fixture f;
-    auto& p = f.start();
-    p.onServiceUpsert(web());
-    p.onSliceUpsert(webSlice({"10.244.1.7", "10.244.2.7"}));
-    REQUIRE(f.sync());
+    auto& p = startWithWeb(f);
     const auto good = f.table();
     const ipvs::DestKey d1{ip("10.244.1.7"), 8080};
     auto& weight = f.ipvs.table.at(kWebVs).dests.at(d1).dest.weight;
