@@ -1582,7 +1582,8 @@ Proxier::Step Proxier::syncStep(const SyncTime& now) {
     Step step = syncStepOnce(now);
     if (step.done && !retryAfterSync_.empty()) {
         dirty_.merge(retryAfterSync_);
-        retryAfterSync_.clear();  // those dirty_ had already
+        // Those left were in dirty_ already; swapped, not cleared, to free the buckets too.
+        std::unordered_set<k8s::ObjectKey, ObjectKeyHash>().swap(retryAfterSync_);
     }
     return step;
 }

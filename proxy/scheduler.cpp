@@ -58,9 +58,12 @@ void SyncScheduler::ran(TimePoint now, bool failed, bool more) {
     }
     requested_ = false;
     continuing_ = more;
+    stepFailed_ = stepFailed_ || failed;
     if (more) {
         return;
     }
+    failed = stepFailed_;
+    stepFailed_ = false;
     if (failed) {
         retryAt_ = now + retryDelay_;
         retryDelay_ = std::min(retryDelay_ * 2, maxRetry_);

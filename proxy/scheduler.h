@@ -31,7 +31,8 @@ class SyncScheduler {
     // When the next sync may run; nullopt when none is wanted.
     std::optional<TimePoint> next(TimePoint now) const;
     // Record a run that started at `now`. `failed`: some write failed (retry with backoff).
-    // `more`: the step left work for another step (continue at once).
+    // `more`: the step left work for another step (continue at once). A sync in several steps
+    // failed if any of its steps did: its failed Services wait for the retry (Proxier).
     void ran(TimePoint now, bool failed, bool more);
     // The current retry delay (for logs and tests).
     Duration retryDelay() const { return retryDelay_; }
@@ -43,6 +44,7 @@ class SyncScheduler {
     Duration maxRetry_;
     bool requested_ = false;
     bool continuing_ = false;
+    bool stepFailed_ = false;  // a step of the sync under way failed
     std::optional<TimePoint> retryAt_;
     Duration retryDelay_ = std::chrono::seconds(1);
     // Token bucket: tokens_ as of lastRefill_.

@@ -67,6 +67,25 @@ TEST_CASE("failures are retried with a doubling delay, reset by a success", "[sc
     CHECK(*s.next(t0 + 17s) == t0 + 18s);
 }
 
+TEST_CASE("a sync whose middle step failed is retried, even if its last step did not fail",
+          "[scheduler]") {
+    // The Services of a failed write wait for the next sync (Proxier::syncStep): without the
+    // retry they would wait for an unrelated change or the next verification.
+    SyncScheduler s(0s, 8s);
+    s.request();
+    s.ran(t0, false, true);
+    s.ran(t0 + 1ms, true, true);
+    s.ran(t0 + 2ms, false, false);
+    REQUIRE(s.next(t0 + 2ms).has_value());
+    CHECK(*s.next(t0 + 2ms) == t0 + 2ms + 1s);
+    // Its retry succeeds: nothing more is wanted, and a later failure starts again at 1 s.
+    s.ran(t0 + 2ms + 1s, false, false);
+    CHECK_FALSE(s.wanted());
+    s.request();
+    s.ran(t0 + 5s, true, false);
+    CHECK(*s.next(t0 + 5s) == t0 + 6s);
+}
+
 TEST_CASE("a bounded step that left work continues at once, spending no token", "[scheduler]") {
     SyncScheduler s(10s, 30s);
     s.request();
