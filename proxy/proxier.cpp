@@ -160,6 +160,7 @@ Result<KernelSnapshot> takeKernelSnapshot(SnapshotSources src,
             auto r = b == VipBinding::Address ? src.addresses.addresses(dev)
                                               : src.addresses.localRoutes(dev);
             if (r) {
+                sortUnique(*r);  // once, in place: no copy of 44,000 VIPs per family
                 slot = std::move(*r);
             }
         }
@@ -169,8 +170,8 @@ Result<KernelSnapshot> takeKernelSnapshot(SnapshotSources src,
     }
     for (auto fam : families) {
         auto& f = snap.families[fam];
-        if (auto& vips = readVips.at(static_cast<std::size_t>(bindingFor(binding, fam))); vips) {
-            sortUnique(*vips);  // in place: no copy of 44,000 VIPs per family
+        if (const auto& vips = readVips.at(static_cast<std::size_t>(bindingFor(binding, fam)));
+            vips) {
             UnorderedDigest d;
             for (const auto& a : *vips) {
                 if (isVipOf(a, fam)) {
