@@ -6,6 +6,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
+#include <condition_variable>
+#include <cstddef>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -26,10 +29,20 @@ namespace {
 // the drain runs everything queued by then. A piece of a list costs one wake-up, not one per
 // object in it, and a burst that arrives while the consumer is busy costs one too. Shared, so
 // what is posted stays valid after the ClientThread is gone.
+//
+// The queue is bounded: a call holds a copy of its object, and a consumer that falls behind
+// (a cold start whose kernel writes are slow) would otherwise hold the rest of a 44,000-object
+// list here, decoded, tens of MB. Once `maxQueued` calls wait, the flush blocks the client's
+// thread until the consumer has run half of them: the client stops reading, and TCP holds
+// the rest of the response at the API server. stop() releases a blocked flush, since the
+// consumer may be the thread that stops the client.
 class Outbox : public std::enable_shared_from_this<Outbox> {
   public:
-    Outbox(ClientThread::Post post, boost::asio::io_context::executor_type local)
-        : post_(std::move(post)), local_(std::move(local)) {}
+    Outbox(ClientThread::Post post, boost::asio::io_context::executor_type local,
+           std::size_t maxQueued)
+        : post_(std::move(post)),
+          local_(std::move(local)),
+          maxQueued_(std::max<std::size_t>(1, maxQueued)) {}
 
     // On the client's thread.
     void operator()(std::function<void()> fn) {
@@ -37,12 +50,22 @@ class Outbox : public std::enable_shared_from_this<Outbox> {
         {
             const std::lock_guard l(m_);
             queued_.push_back(std::move(fn));
+            ++waiting_;
             flush = !flushPosted_;
             flushPosted_ = true;
         }
         if (flush) {
             boost::asio::post(local_, [self = shared_from_this()] { self->flush(); });
         }
+    }
+
+    // Any thread: no flush blocks from now on.
+    void release() {
+        {
+            const std::lock_guard l(m_);
+            released_ = true;
+        }
+        cv_.notify_all();
     }
 
   private:
@@ -58,6 +81,10 @@ class Outbox : public std::enable_shared_from_this<Outbox> {
         if (wake) {
             post_([self = shared_from_this()] { self->drain(); });
         }
+        std::unique_lock l(m_);
+        if (waiting_ >= maxQueued_) {
+            cv_.wait(l, [&] { return released_ || waiting_ <= maxQueued_ / 2; });
+        }
     }
 
     // On the consumer's thread.
@@ -71,14 +98,23 @@ class Outbox : public std::enable_shared_from_this<Outbox> {
         for (auto& fn : batch) {
             fn();
         }
+        {
+            const std::lock_guard l(m_);
+            waiting_ -= batch.size();
+        }
+        cv_.notify_all();
     }
 
     ClientThread::Post post_;
     boost::asio::io_context::executor_type local_;
+    const std::size_t maxQueued_;
     std::mutex m_;
+    std::condition_variable cv_;
     std::vector<std::function<void()>> queued_;
+    std::size_t waiting_ = 0;  // queued, or taken by a drain that has not finished them
     bool flushPosted_ = false;
     bool drainPosted_ = false;
+    bool released_ = false;
 };
 
 // Hands every call to the consumer's executor, with copies of its arguments (the client's
@@ -166,8 +202,8 @@ class ForwardObserver final : public Observer {
 }  // namespace
 
 struct ClientThread::Impl {
-    explicit Impl(Post p)
-        : outbox(std::make_shared<Outbox>(std::move(p), ioc.get_executor())),
+    Impl(Post p, std::size_t maxQueued)
+        : outbox(std::make_shared<Outbox>(std::move(p), ioc.get_executor(), maxQueued)),
           post([box = outbox](std::function<void()> fn) { (*box)(std::move(fn)); }),
           guard(ioc.get_executor()) {}
 
@@ -189,8 +225,9 @@ struct ClientThread::Impl {
 
 Result<std::unique_ptr<ClientThread>> ClientThread::start(const ClientConfig& config,
                                                           const ClientOptions& options,
-                                                          Consumers consumers, Post post) {
-    auto impl = std::make_unique<Impl>(std::move(post));
+                                                          Consumers consumers, Post post,
+                                                          std::size_t maxQueued) {
+    auto impl = std::make_unique<Impl>(std::move(post), maxQueued);
     if (consumers.services == nullptr && consumers.slices == nullptr && consumers.node == nullptr) {
         return Error::invalid("ClientThread: nothing to watch");
     }
@@ -266,6 +303,7 @@ void ClientThread::stop() {
         return;
     }
     Impl* raw = impl_.get();
+    raw->outbox->release();  // the caller may be the consumer, which no longer drains
     boost::asio::post(raw->ioc, [raw] {
         // No callback after an informer's destruction (informer.h), so nothing is posted to
         // the consumer after this.

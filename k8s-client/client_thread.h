@@ -42,12 +42,18 @@ class ClientThread {
         Observer* observer = nullptr;  // may be null
     };
 
+    // Calls handed to `post` and not yet run, at most (each holds a copy of its object): at
+    // this many the client stops reading until the consumer has run half of them. 8,192
+    // objects are a few MB, and about a second of decoding under emulation.
+    static constexpr std::size_t kMaxQueued = 8192;
+
     // Creates the client and an informer per non-null handler and starts them on a new
     // thread. Fails (and starts nothing) when the client cannot be created, e.g. for an
     // unreadable CA file, or when there is nothing to watch.
     static Result<std::unique_ptr<ClientThread>> start(const ClientConfig& config,
                                                        const ClientOptions& options,
-                                                       Consumers consumers, Post post);
+                                                       Consumers consumers, Post post,
+                                                       std::size_t maxQueued = kMaxQueued);
 
     ~ClientThread();
     ClientThread(const ClientThread&) = delete;

@@ -434,6 +434,74 @@ TEST_CASE("ClientThread: the objects of one piece of a response reach the consum
     CHECK(posts.load() <= 20);
 }
 
+TEST_CASE("ClientThread: a consumer that falls behind stops the reading at the bound",
+          "[it][thread]") {
+    // 2,000 Services in one list (about 1 MB). The consumer takes nothing for a while: the
+    // client may decode ahead up to the bound (and the rest of one piece read), not the whole
+    // list. Then everything arrives, in order.
+    It t;
+    constexpr int kServices = 2000;
+    constexpr std::size_t kBound = 100;
+    Strings want;
+    for (int i = 0; i < kServices; ++i) {
+        want.push_back("add default/" + manySvcName(i));
+    }
+    std::sort(want.begin(), want.end());
+    want.push_back("synced");
+    t.server->post("objects", "[" + manySvcObjs(kServices) + "]");
+    t.server->post("config", R"({"ignore_limit":true})");
+    auto cfg = t.kubeconfig();
+    REQUIRE(cfg.has_value());
+    PostQueue queue;
+    Recorder<Service> svc;
+    auto ct = ClientThread::start(
+        *cfg, t.opts, {&svc, nullptr, nullptr, "", nullptr},
+        [&](std::function<void()> fn) { queue.post(std::move(fn)); }, kBound);
+    REQUIRE(ct.has_value());
+    const auto end = std::chrono::steady_clock::now() + 30s;
+    while (queue.size() == 0 && std::chrono::steady_clock::now() < end) {
+        std::this_thread::sleep_for(10ms);
+    }
+    REQUIRE(queue.size() > 0);
+    // 1 MB over loopback takes milliseconds: unbounded, the whole list would be decoded and
+    // queued by now, and the first drain would hand over all of it.
+    std::this_thread::sleep_for(1s);
+    REQUIRE(queue.drainUntil([&] { return !svc.log.empty(); }));
+    INFO("delivered by the first drain: " << svc.log.size());
+    // A piece read is at most 64 KB (some 130 of these Services) beyond the bound.
+    CHECK(svc.log.size() <= kBound + 200);
+    REQUIRE(queue.drainUntil([&] { return svc.synced; }));
+    CHECK(svc.take() == want);
+    (*ct)->stop();
+}
+
+TEST_CASE("ClientThread: stop() returns while the client waits for a consumer that is gone",
+          "[it][thread]") {
+    // The daemon stops its clients from the consumer's own thread, which then no longer
+    // drains: a client blocked at the bound must not hold up the join.
+    It t;
+    t.server->post("objects", "[" + manySvcObjs(2000) + "]");
+    t.server->post("config", R"({"ignore_limit":true})");
+    auto cfg = t.kubeconfig();
+    REQUIRE(cfg.has_value());
+    PostQueue queue;
+    Recorder<Service> svc;
+    auto ct = ClientThread::start(
+        *cfg, t.opts, {&svc, nullptr, nullptr, "", nullptr},
+        [&](std::function<void()> fn) { queue.post(std::move(fn)); }, 10);
+    REQUIRE(ct.has_value());
+    const auto end = std::chrono::steady_clock::now() + 30s;
+    while (queue.size() == 0 && std::chrono::steady_clock::now() < end) {
+        std::this_thread::sleep_for(10ms);
+    }
+    REQUIRE(queue.size() > 0);
+    std::this_thread::sleep_for(500ms);  // the client reaches the bound and waits
+    const auto t0 = std::chrono::steady_clock::now();
+    (*ct)->stop();
+    CHECK(std::chrono::steady_clock::now() - t0 < 10s);
+    CHECK(svc.log.empty());  // nothing was run on this thread
+}
+
 TEST_CASE("2 steady state: add/update/delete; bookmarks move the RV only", "[it]") {
     It t;
     t.server->post("objects", svcObj("a", "10.96.0.1"));
