@@ -75,6 +75,16 @@ def sh(*cmd, ns=None, stdin=None):
     return r.stdout
 
 
+def run_together(cmds):
+    """Runs the commands at once; raises if any fails."""
+    procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for c in cmds]
+    errs = [(c, p.communicate()[1], p.returncode) for c, p in zip(cmds, procs)]
+    for c, err, rc in errs:
+        if rc != 0:
+            raise RuntimeError(f"{' '.join(c)} failed ({rc}): {err.strip()}")
+
+
 def timed(fn):
     t0 = time.monotonic()
     out = fn()
@@ -124,6 +134,21 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pid):
+    """CPU seconds (user + system) of each thread name of a process."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                head, _, rest = f.read().rpartition(")")
+        except FileNotFoundError:
+            continue  # the thread ended
+        name = head.partition("(")[2]
+        fields = rest.split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
 
 
 def pct(values, p):
@@ -355,6 +380,23 @@ class Run:
         self.result["walk_s"] = best_walk
         say(f"  read back (best of 3): ipvsadm -S -n {best_save:.3f}s, bench-ipvs walk "
             f"{best_walk:.3f}s")
+        # What a restart must read besides the kernel: the API lists. A plain client (curl, no
+        # decoding) fetches the same two lists from the same server side by side, alone and
+        # then together with the walk, as the daemon reads them on a restart.
+        fetch = self.fetch_lists_cmds()
+        api_s, _ = timed(lambda: run_together(fetch))
+        both_s, _ = timed(lambda: run_together(fetch + [[self.args.bench_ipvs, "walk"]]))
+        self.result["api_fetch_s"] = api_s
+        self.result["read_all_s"] = both_s
+        say(f"  API lists fetched by curl (both at once) {api_s:.3f}s; with the walk beside "
+            f"them {both_s:.3f}s")
+
+    def fetch_lists_cmds(self):
+        token = "e2e-token"
+        base = f"https://127.0.0.1:{self.api.port}"
+        return [["curl", "-sSf", "--cacert", os.path.join(self.dir, "tls", "ca.crt"),
+                 "-H", f"Authorization: Bearer {token}", "-o", "/dev/null", base + path]
+                for path in ("/api/v1/services", "/apis/discovery.k8s.io/v1/endpointslices")]
 
     def change(self, objs=(), delete=None):
         """One API write; returns (latency to the end of the sync that followed, sync)."""
@@ -572,17 +614,37 @@ class Run:
 
     def restart(self):
         self.drain()
+        if self.args.profile:
+            # An extra restart under perf (attached as soon as the daemon runs), before the
+            # measured one: where the lists, the kernel read and the first sync spend CPU.
+            self.stop_daemon()
+            t0 = self.start_daemon()
+            time.sleep(0.05)
+            p, data = self.profile("restart")
+            s = self.log.sync_after(t0, timeout=self.args.timeout, daemon=self.proc)
+            say(f"  (profiled restart: {s['ts'] - t0:.3f}s, not used in the table)")
+            self.profile_report("restart", p, data)
+            self.drain()
         self.stop_daemon()
+        api_cpu0 = cpu_seconds(self.api.proc.pid)
         t0 = self.start_daemon()
         s = self.log.sync_after(t0, timeout=self.args.timeout, daemon=self.proc)
+        # CPU by thread until ready (read a little after it: the log is polled every 50 ms).
+        live = thread_cpu(self.proc.pid)
+        live["(threads that ended: the kernel read)"] = max(
+            0.0, cpu_seconds(self.proc.pid) - sum(live.values()))
+        cpu = {k: round(v, 2) for k, v in sorted(live.items())}
+        api_cpu = cpu_seconds(self.api.proc.pid) - api_cpu0
         w = self.writes()
         lists = [e["ts"] - t0 for e in self.log.lists]
         self.result["restart"] = {"ready_s": s["ts"] - t0, "sync_s": s["seconds"],
                                   "lists_s": max(lists) if lists else None,
-                                  "writes": sum(w.values()), "by_kind": w}
+                                  "writes": sum(w.values()), "by_kind": w,
+                                  "cpu_by_thread": cpu, "api_server_cpu_s": api_cpu}
         say(f"  restart: ready after {s['ts'] - t0:.3f}s (API lists after "
             f"{self.result['restart']['lists_s']}s, sync {s['seconds']:.3f}s), kernel writes "
             f"{sum(w.values()):.0f} {fmt_writes(w)}")
+        say(f"  restart CPU seconds by daemon thread {cpu}; fake API server {api_cpu:.2f}")
         self.memory("restart")
 
     def profile(self, what):

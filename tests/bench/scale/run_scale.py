@@ -168,8 +168,10 @@ def markdown(results, mode, binding, wall):
             "**restart** with everything programmed; **memory** (VmHWM peak / VmRSS steady):", "",
             "| Services x endpoints | pass s (read + compare) | `ipvsadm -S -n` s | "
             "pass / `ipvsadm -Sn` (target <= 1.5) | walk s | latency during pass | "
-            "latency otherwise | restart: ready s | restart: kernel writes | peak MiB | "
-            "steady MiB |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "latency otherwise | restart: ready s | read back: API lists (curl) + walk, "
+            "together s | restart: kernel writes | peak MiB | "
+            "steady MiB |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+            "| --- |"]
     for r in results:
         v = r.get("verify") or {}
         rs = r.get("restart") or {}
@@ -183,6 +185,7 @@ def markdown(results, mode, binding, wall):
             f"| {f3(r.get('walk_s'))} | {fms(v.get('during_p50'))} / {fms(v.get('during_p99'))} "
             f"(n={v.get('during_n', 0)}) | {fms(v.get('outside_p50'))} / "
             f"{fms(v.get('outside_p99'))} | {f3(rs.get('ready_s'))} | "
+            f"{f3(r.get('read_all_s'))} ({f3(r.get('api_fetch_s'))} alone) | "
             f"{'-' if rs.get('writes') is None else format(rs['writes'], 'g')} | "
             f"{'-' if peak is None else f'{peak / 2**20:.1f}'} | "
             f"{'-' if steady is None else f'{steady / 2**20:.1f}'} |")
@@ -377,6 +380,13 @@ def checks(results):
         rs = r.get("restart") or {}
         check(rs.get("writes") == 0, f"{tag}: restart with everything programmed writes nothing "
               f"({rs.get('writes')})")
+        if rs.get("ready_s") is not None and r.get("read_all_s"):
+            # The cost of reading the state back: the API lists, fetched by a plain client
+            # (no decoding), and the kernel walk, side by side as the daemon does them.
+            check(rs["ready_s"] <= r["read_all_s"],
+                  f"{tag}: restart ready within the time to read the state back (API lists by "
+                  f"curl + bench-ipvs walk, together) ({rs['ready_s'] / r['read_all_s']:.2f}x)",
+                  timing=True)
         v = r.get("verify")
         if v:
             check(v["total_s"] <= 1.5 * r["ipvsadm_save_s"],
