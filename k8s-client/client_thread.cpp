@@ -7,6 +7,7 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <memory>
@@ -34,15 +35,19 @@ namespace {
 // (a cold start whose kernel writes are slow) would otherwise hold the rest of a 44,000-object
 // list here, decoded, tens of MB. Once `maxQueued` calls wait, the flush blocks the client's
 // thread until the consumer has run half of them: the client stops reading, and TCP holds
-// the rest of the response at the API server. stop() releases a blocked flush, since the
-// consumer may be the thread that stops the client.
+// the rest of the response at the API server. It blocks for a second at a time, so that the
+// thread's other work (the Node watch of the same client, its timers) still moves while the
+// consumer is slow; each second lets one more piece of the response in (a TLS record, some
+// tens of objects), where an unbounded queue would take the whole list. stop() releases a
+// blocked flush, since the consumer may be the thread that stops the client.
 class Outbox : public std::enable_shared_from_this<Outbox> {
   public:
     Outbox(ClientThread::Post post, boost::asio::io_context::executor_type local,
-           std::size_t maxQueued)
+           std::size_t maxQueued, std::chrono::milliseconds waitSlice)
         : post_(std::move(post)),
           local_(std::move(local)),
-          maxQueued_(std::max<std::size_t>(1, maxQueued)) {}
+          maxQueued_(std::max<std::size_t>(1, maxQueued)),
+          waitSlice_(waitSlice) {}
 
     // On the client's thread.
     void operator()(std::function<void()> fn) {
@@ -83,7 +88,7 @@ class Outbox : public std::enable_shared_from_this<Outbox> {
         }
         std::unique_lock l(m_);
         if (waiting_ >= maxQueued_) {
-            cv_.wait(l, [&] { return released_ || waiting_ <= maxQueued_ / 2; });
+            cv_.wait_for(l, waitSlice_, [&] { return released_ || waiting_ <= maxQueued_ / 2; });
         }
     }
 
@@ -95,19 +100,28 @@ class Outbox : public std::enable_shared_from_this<Outbox> {
             batch.swap(queued_);
             drainPosted_ = false;
         }
+        // Counted off even if a call throws: the calls of the batch are gone either way, and
+        // a consumer that carries on must not leave the client waiting for them.
+        struct Done {
+            Outbox& box;
+            std::size_t n;
+            ~Done() {
+                {
+                    const std::lock_guard l(box.m_);
+                    box.waiting_ -= n;
+                }
+                box.cv_.notify_all();
+            }
+        } done{*this, batch.size()};
         for (auto& fn : batch) {
             fn();
         }
-        {
-            const std::lock_guard l(m_);
-            waiting_ -= batch.size();
-        }
-        cv_.notify_all();
     }
 
     ClientThread::Post post_;
     boost::asio::io_context::executor_type local_;
     const std::size_t maxQueued_;
+    const std::chrono::milliseconds waitSlice_;
     std::mutex m_;
     std::condition_variable cv_;
     std::vector<std::function<void()>> queued_;
@@ -202,8 +216,8 @@ class ForwardObserver final : public Observer {
 }  // namespace
 
 struct ClientThread::Impl {
-    Impl(Post p, std::size_t maxQueued)
-        : outbox(std::make_shared<Outbox>(std::move(p), ioc.get_executor(), maxQueued)),
+    Impl(Post p, std::size_t maxQueued, std::chrono::milliseconds waitSlice)
+        : outbox(std::make_shared<Outbox>(std::move(p), ioc.get_executor(), maxQueued, waitSlice)),
           post([box = outbox](std::function<void()> fn) { (*box)(std::move(fn)); }),
           guard(ioc.get_executor()) {}
 
@@ -226,8 +240,9 @@ struct ClientThread::Impl {
 Result<std::unique_ptr<ClientThread>> ClientThread::start(const ClientConfig& config,
                                                           const ClientOptions& options,
                                                           Consumers consumers, Post post,
-                                                          std::size_t maxQueued) {
-    auto impl = std::make_unique<Impl>(std::move(post), maxQueued);
+                                                          std::size_t maxQueued,
+                                                          std::chrono::milliseconds waitSlice) {
+    auto impl = std::make_unique<Impl>(std::move(post), maxQueued, waitSlice);
     if (consumers.services == nullptr && consumers.slices == nullptr && consumers.node == nullptr) {
         return Error::invalid("ClientThread: nothing to watch");
     }

@@ -16,9 +16,13 @@
 // `post` must run the functions it is given in the order it was given them, on one thread
 // (an Asio strand, or an io_context run by one thread). The handlers and the observer must
 // outlive the ClientThread and anything it posted. Destruction (or stop()) stops the client,
-// its informers and the thread; nothing is posted afterwards.
+// its informers and the thread; nothing is posted afterwards. The consumer must keep running
+// what is posted (the client slows down to its pace, see kMaxQueued), and must not wait on
+// the client's thread.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
@@ -42,18 +46,21 @@ class ClientThread {
         Observer* observer = nullptr;  // may be null
     };
 
-    // Calls handed to `post` and not yet run, at most (each holds a copy of its object): at
-    // this many the client stops reading until the consumer has run half of them. 8,192
-    // objects are a few MB, and about a second of decoding under emulation.
+    // Calls waiting for the consumer (each holds a copy of its object): at this many the
+    // client stops reading until the consumer has run half of them, except for one piece of
+    // a response (a TLS record) a second. 8,192 objects are a few MB, and about a second of
+    // decoding under emulation.
     static constexpr std::size_t kMaxQueued = 8192;
+    // How long the client waits at a time, at the bound, before it runs its other work and
+    // lets one more piece in.
+    static constexpr std::chrono::milliseconds kWaitSlice{1000};
 
     // Creates the client and an informer per non-null handler and starts them on a new
     // thread. Fails (and starts nothing) when the client cannot be created, e.g. for an
     // unreadable CA file, or when there is nothing to watch.
-    static Result<std::unique_ptr<ClientThread>> start(const ClientConfig& config,
-                                                       const ClientOptions& options,
-                                                       Consumers consumers, Post post,
-                                                       std::size_t maxQueued = kMaxQueued);
+    static Result<std::unique_ptr<ClientThread>> start(
+        const ClientConfig& config, const ClientOptions& options, Consumers consumers, Post post,
+        std::size_t maxQueued = kMaxQueued, std::chrono::milliseconds waitSlice = kWaitSlice);
 
     ~ClientThread();
     ClientThread(const ClientThread&) = delete;
