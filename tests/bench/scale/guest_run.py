@@ -615,15 +615,10 @@ class Run:
     def restart(self):
         self.drain()
         if self.args.profile:
-            # An extra restart under perf (attached as soon as the daemon runs), before the
-            # measured one: where the lists, the kernel read and the first sync spend CPU.
+            # An extra restart under perf, before the measured one: where the lists, the
+            # kernel read and the first sync spend CPU.
             self.stop_daemon()
-            t0 = self.start_daemon()
-            time.sleep(0.05)
-            p, data = self.profile("restart")
-            s = self.log.sync_after(t0, timeout=self.args.timeout, daemon=self.proc)
-            say(f"  (profiled restart: {s['ts'] - t0:.3f}s, not used in the table)")
-            self.profile_report("restart", p, data)
+            self.profiled_start("restart")
             self.drain()
         self.stop_daemon()
         api_cpu0 = cpu_seconds(self.api.proc.pid)
@@ -646,6 +641,16 @@ class Run:
             f"{sum(w.values()):.0f} {fmt_writes(w)}")
         say(f"  restart CPU seconds by daemon thread {cpu}; fake API server {api_cpu:.2f}")
         self.memory("restart")
+
+    def profiled_start(self, what):
+        """Starts the daemon with perf attached (as soon as it runs) until its first complete
+        sync, and reports the profile; its time is not used in the table."""
+        t0 = self.start_daemon()
+        time.sleep(0.05)
+        p, data = self.profile(what)
+        s = self.log.sync_after(t0, timeout=self.args.timeout, daemon=self.proc)
+        say(f"  (profiled {what.replace('-', ' ')}: {s['ts'] - t0:.3f}s, not used in the table)")
+        self.profile_report(what, p, data)
 
     def profile(self, what):
         """perf record of the daemon (all threads) until profile_report() stops it
@@ -685,12 +690,7 @@ class Run:
             # perf attaches to a running process: start the daemon, then profile it until its
             # first complete sync (the lists and the sync); then `--cleanup` removes everything
             # it programmed, so that the measured cold start below starts from nothing.
-            t0 = self.start_daemon()
-            time.sleep(0.05)
-            p, data = self.profile("cold-start")
-            s = self.log.sync_after(t0, timeout=self.args.timeout, daemon=self.proc)
-            say(f"  (profiled cold start: {s['ts'] - t0:.3f}s, not used in the table)")
-            self.profile_report("cold-start", p, data)
+            self.profiled_start("cold-start")
             self.stop_daemon()
             sh(self.args.kube_ipvs, "--cleanup")
             if table_sum()[1] != 0 or "kube-ipvs0" in sh("ip", "link"):
