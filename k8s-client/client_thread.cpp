@@ -33,12 +33,13 @@ namespace {
 //
 // The queue is bounded: a call holds a copy of its object, and a consumer that falls behind
 // (a cold start whose kernel writes are slow) would otherwise hold the rest of a 44,000-object
-// list here, decoded, tens of MB. Once `maxQueued` calls wait, the flush blocks the client's
-// thread until the consumer has run half of them: the client stops reading, and TCP holds
-// the rest of the response at the API server. It blocks for a second at a time, so that the
-// thread's other work (the Node watch of the same client, its timers) still moves while the
-// consumer is slow; each second lets one more piece of the response in (a TLS record, some
-// tens of objects), where an unbounded queue would take the whole list. stop() releases a
+// list here, decoded, tens of MB. Once `maxQueued` calls wait (checked after each piece, so
+// the queue passes the bound by up to one piece), the flush blocks the client's thread until
+// the consumer has taken them down to half: the client stops reading, and TCP holds the rest
+// of the response at the API server. It blocks for `waitSlice` at a time, so that the
+// thread's other work (its other watches, their timers and reconnects) still moves while the
+// consumer is slow, each slice letting a piece in; at twice the bound it blocks until the
+// consumer takes, so the queue stays under twice the bound plus a piece. stop() releases a
 // blocked flush, since the consumer may be the thread that stops the client.
 class Outbox : public std::enable_shared_from_this<Outbox> {
   public:
@@ -87,8 +88,11 @@ class Outbox : public std::enable_shared_from_this<Outbox> {
             post_([self = shared_from_this()] { self->drain(); });
         }
         std::unique_lock l(m_);
-        if (waiting_ >= maxQueued_) {
-            cv_.wait_for(l, waitSlice_, [&] { return released_ || waiting_ <= maxQueued_ / 2; });
+        const auto taken = [&] { return released_ || waiting_ <= maxQueued_ / 2; };
+        if (waiting_ >= 2 * maxQueued_) {
+            cv_.wait(l, taken);
+        } else if (waiting_ >= maxQueued_) {
+            cv_.wait_for(l, waitSlice_, taken);
         }
     }
 

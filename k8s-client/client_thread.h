@@ -46,13 +46,14 @@ class ClientThread {
         Observer* observer = nullptr;  // may be null
     };
 
-    // Calls waiting for the consumer (each holds a copy of its object): at this many the
-    // client stops reading until the consumer has run half of them, except for one piece of
-    // a response (a TLS record) a second. 8,192 objects are a few MB, and about a second of
-    // decoding under emulation.
+    // Calls waiting for the consumer, per ClientThread (an object is one or two calls: its
+    // hand-over holds a copy of it, and an observer gets an event count): at this many, after
+    // a piece of a response, the client stops reading until the consumer has taken them down
+    // to half, but for one piece per wait slice; at twice as many it lets nothing in. 8,192
+    // calls are a few MB, and under a second of decoding under emulation.
     static constexpr std::size_t kMaxQueued = 8192;
-    // How long the client waits at a time, at the bound, before it runs its other work and
-    // lets one more piece in.
+    // How long the client waits at a time, at the bound, before it runs its other work (its
+    // other watches) and lets one more piece in.
     static constexpr std::chrono::milliseconds kWaitSlice{1000};
 
     // Creates the client and an informer per non-null handler and starts them on a new

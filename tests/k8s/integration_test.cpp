@@ -435,6 +435,32 @@ TEST_CASE("ClientThread: the objects of one piece of a response reach the consum
     CHECK(posts.load() <= 20);
 }
 
+namespace {
+
+// A ClientThread on one list of n Services, with a bound of `bound` calls and a wait slice
+// of `slice`, posting to `queue`, which nobody drains yet; returns once the first hand-over is
+// posted.
+std::unique_ptr<ClientThread> startUndrained(It& t, int n, PostQueue& queue, Recorder<Service>& svc,
+                                             std::size_t bound,
+                                             std::chrono::milliseconds slice = 30s) {
+    t.server->post("objects", "[" + manySvcObjs(n) + "]");
+    t.server->post("config", R"({"ignore_limit":true})");
+    auto cfg = t.kubeconfig();
+    REQUIRE(cfg.has_value());
+    auto ct = ClientThread::start(
+        *cfg, t.opts, {&svc, nullptr, nullptr, "", nullptr},
+        [&](std::function<void()> fn) { queue.post(std::move(fn)); }, bound, slice);
+    REQUIRE(ct.has_value());
+    const auto end = std::chrono::steady_clock::now() + 30s;
+    while (queue.size() == 0 && std::chrono::steady_clock::now() < end) {
+        std::this_thread::sleep_for(10ms);
+    }
+    REQUIRE(queue.size() > 0);
+    return std::move(*ct);
+}
+
+}  // namespace
+
 TEST_CASE("ClientThread: a consumer that falls behind stops the reading at the bound",
           "[it][thread]") {
     // 2,000 Services in one list (about 400 KB). The consumer takes nothing for a second: the
@@ -450,21 +476,9 @@ TEST_CASE("ClientThread: a consumer that falls behind stops the reading at the b
     }
     std::sort(want.begin(), want.end());
     want.push_back("synced");
-    t.server->post("objects", "[" + manySvcObjs(kServices) + "]");
-    t.server->post("config", R"({"ignore_limit":true})");
-    auto cfg = t.kubeconfig();
-    REQUIRE(cfg.has_value());
     PostQueue queue;
     Recorder<Service> svc;
-    auto ct = ClientThread::start(
-        *cfg, t.opts, {&svc, nullptr, nullptr, "", nullptr},
-        [&](std::function<void()> fn) { queue.post(std::move(fn)); }, kBound, 30s);
-    REQUIRE(ct.has_value());
-    const auto end = std::chrono::steady_clock::now() + 30s;
-    while (queue.size() == 0 && std::chrono::steady_clock::now() < end) {
-        std::this_thread::sleep_for(10ms);
-    }
-    REQUIRE(queue.size() > 0);
+    auto ct = startUndrained(t, kServices, queue, svc, kBound);
     // 400 KB over loopback takes milliseconds: unbounded, the whole list would be decoded
     // and queued by now, and the first drain would hand over all of it.
     std::this_thread::sleep_for(1s);
@@ -473,7 +487,26 @@ TEST_CASE("ClientThread: a consumer that falls behind stops the reading at the b
     CHECK(svc.log.size() <= kBound + 2 * 80);
     REQUIRE(queue.drainUntil([&] { return svc.synced; }));
     CHECK(svc.take() == want);
-    (*ct)->stop();
+    ct->stop();
+}
+
+TEST_CASE("ClientThread: at the bound, a piece per wait slice, up to twice the bound",
+          "[it][thread]") {
+    // A 100 ms slice and a consumer that takes nothing for a second: the client keeps letting
+    // pieces in (at most 16 KB: some 80 Services each) until twice the bound, then stops.
+    It t;
+    constexpr std::size_t kBound = 100;
+    PostQueue queue;
+    Recorder<Service> svc;
+    auto ct = startUndrained(t, 2000, queue, svc, kBound, 100ms);
+    std::this_thread::sleep_for(1s);
+    REQUIRE(queue.drainUntil([&] { return !svc.log.empty(); }));
+    INFO("delivered by the first drain: " << svc.log.size());
+    CHECK(svc.log.size() >= 2 * kBound);
+    CHECK(svc.log.size() <= 2 * kBound + 80);
+    REQUIRE(queue.drainUntil([&] { return svc.synced; }));
+    CHECK(svc.log.size() == 2001);
+    ct->stop();
 }
 
 TEST_CASE("ClientThread: stop() returns while the client waits for a consumer that is gone",
@@ -481,25 +514,13 @@ TEST_CASE("ClientThread: stop() returns while the client waits for a consumer th
     // The daemon stops its clients from the consumer's own thread, which then no longer
     // drains: a client blocked at the bound must not hold up the join.
     It t;
-    t.server->post("objects", "[" + manySvcObjs(2000) + "]");
-    t.server->post("config", R"({"ignore_limit":true})");
-    auto cfg = t.kubeconfig();
-    REQUIRE(cfg.has_value());
     PostQueue queue;
     Recorder<Service> svc;
-    auto ct = ClientThread::start(
-        *cfg, t.opts, {&svc, nullptr, nullptr, "", nullptr},
-        [&](std::function<void()> fn) { queue.post(std::move(fn)); }, 10, 30s);
-    REQUIRE(ct.has_value());
-    const auto end = std::chrono::steady_clock::now() + 30s;
-    while (queue.size() == 0 && std::chrono::steady_clock::now() < end) {
-        std::this_thread::sleep_for(10ms);
-    }
-    REQUIRE(queue.size() > 0);
+    auto ct = startUndrained(t, 2000, queue, svc, 10);
     std::this_thread::sleep_for(500ms);  // the client reaches the bound and waits
     // The client waits 30 s at a time here; released, stop() does not wait for that.
-    auto stopped = std::async(std::launch::async, [&] { (*ct)->stop(); });
-    const bool prompt = stopped.wait_for(900ms) == std::future_status::ready;
+    auto stopped = std::async(std::launch::async, [&] { ct->stop(); });
+    const bool prompt = stopped.wait_for(5s) == std::future_status::ready;
     CHECK(prompt);
     stopped.wait();
 }
