@@ -86,8 +86,9 @@ class FakeApi:
         self.dir = workdir
         args = [sys.executable, FAKE_API, "--port", "0", "--exit-on-stdin-eof",
                 "--bookmark-interval", "5"]
+        self.token = "e2e-token" if tls else None
         if tls:
-            args += ["--tls-dir", os.path.join(workdir, "tls"), "--token", "e2e-token"]
+            args += ["--tls-dir", os.path.join(workdir, "tls"), "--token", self.token]
         args += list(extra_args)
         self.log = open(os.path.join(workdir, "fake-apiserver.log"), "w")
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -130,10 +130,16 @@ def mem(pid):
     return kv
 
 
+def stat_cpu(path):
+    """(name, CPU seconds user + system) from a /proc .../stat file."""
+    with open(path) as f:
+        head, _, rest = f.read().rpartition(")")
+    fields = rest.split()
+    return head.partition("(")[2], (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return stat_cpu(f"/proc/{pid}/stat")[1]
 
 
 def thread_cpu(pid):
@@ -141,13 +147,10 @@ def thread_cpu(pid):
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                head, _, rest = f.read().rpartition(")")
+            name, secs = stat_cpu(f"/proc/{pid}/task/{tid}/stat")
         except FileNotFoundError:
             continue  # the thread ended
-        name = head.partition("(")[2]
-        fields = rest.split()
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        out[name] = out.get(name, 0.0) + secs
     return out
 
 
@@ -392,10 +395,9 @@ class Run:
             f"them {both_s:.3f}s")
 
     def fetch_lists_cmds(self):
-        token = "e2e-token"
         base = f"https://127.0.0.1:{self.api.port}"
         return [["curl", "-sSf", "--cacert", os.path.join(self.dir, "tls", "ca.crt"),
-                 "-H", f"Authorization: Bearer {token}", "-o", "/dev/null", base + path]
+                 "-H", f"Authorization: Bearer {self.api.token}", "-o", "/dev/null", base + path]
                 for path in ("/api/v1/services", "/apis/discovery.k8s.io/v1/endpointslices")]
 
     def change(self, objs=(), delete=None):
