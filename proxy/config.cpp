@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -1264,6 +1265,12 @@ Result<Config> parseCommandLine(const std::vector<std::string>& args) {
 
 namespace {
 
+// The two servers' address fields, by their file names.
+std::array<std::pair<const char*, const std::string*>, 2> servers(const Config& c) {
+    return {{{"healthzBindAddress", &c.healthzBindAddress},
+             {"metricsBindAddress", &c.metricsBindAddress}}};
+}
+
 Result<void> validHostPort(const Config& c, const std::string& field, const std::string& v) {
     if (v.empty()) {
         return ok();
@@ -1304,9 +1311,7 @@ Result<void> Config::validate() const {
     if (!net::IpAddress::parse(bindAddress)) {
         return bad(originOf(*this, "bindAddress"), bindAddress, "is not an IP address");
     }
-    for (const auto& [field, v] :
-         {std::pair<const char*, const std::string*>{"healthzBindAddress", &healthzBindAddress},
-          {"metricsBindAddress", &metricsBindAddress}}) {
+    for (const auto& [field, v] : servers(*this)) {
         if (auto r = validHostPort(*this, field, *v); !r) {
             return r;
         }
@@ -1594,6 +1599,26 @@ std::string Config::configzJson() const {
     return j;
 }
 
+namespace {
+
+std::string disabledServerNote(const char* field) {
+    return std::string(field) +
+           ": the server is disabled (an empty flag), which a configuration file cannot say: "
+           "\"\" there means the default address, as in kube-proxy";
+}
+
+}  // namespace
+
+std::vector<std::string> Config::notWritable() const {
+    std::vector<std::string> out;
+    for (const auto& [field, address] : servers(*this)) {
+        if (address->empty()) {
+            out.push_back(disabledServerNote(field));
+        }
+    }
+    return out;
+}
+
 std::string Config::toYaml() const {
     YAML::Emitter e;
     const auto d = [](Duration x) { return formatGoDuration(x); };
@@ -1603,8 +1628,12 @@ std::string Config::toYaml() const {
     e << YAML::Key << "mode" << YAML::Value << Text{mode.empty() ? "ipvs" : mode};
     e << YAML::Key << "bindAddress" << YAML::Value << Text{bindAddress};
     e << YAML::Key << "bindAddressHardFail" << YAML::Value << bindAddressHardFail;
-    e << YAML::Key << "healthzBindAddress" << YAML::Value << Text{healthzBindAddress};
-    e << YAML::Key << "metricsBindAddress" << YAML::Value << Text{metricsBindAddress};
+    for (const auto& [field, address] : servers(*this)) {
+        e << YAML::Key << field << YAML::Value << Text{*address};
+        if (address->empty()) {
+            e << YAML::Comment(disabledServerNote(field));
+        }
+    }
     e << YAML::Key << "hostnameOverride" << YAML::Value << Text{hostnameOverride};
     e << YAML::Key << "clientConnection" << YAML::Value << YAML::BeginMap;
     e << YAML::Key << "kubeconfig" << YAML::Value << Text{clientConnection.kubeconfig};

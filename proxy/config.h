@@ -127,6 +127,11 @@ struct Config {
     std::string configzJson() const;
     // The configuration as a KubeProxyConfiguration YAML document (--write-config-to).
     std::string toYaml() const;
+    // What that document cannot say, one message each: a server disabled by an empty
+    // --healthz-bind-address or --metrics-bind-address, which the file can only write as "",
+    // and "" there means the default (kube-proxy's defaulting). toYaml() puts each message
+    // beside its field as a comment; --write-config-to also logs it.
+    std::vector<std::string> notWritable() const;
 };
 
 // Parses argv (without argv[0]). With --config, the file's values replace all flags except

@@ -35,6 +35,10 @@ int main(int argc, char** argv) {
             log::error("Cannot write the configuration", {{"file", cfg->writeConfigTo}});
             return 1;
         }
+        for (const auto& note : cfg->notWritable()) {
+            log::warning("The configuration file cannot keep a setting",
+                         {{"file", cfg->writeConfigTo}, {"setting", note}});
+        }
         log::info("Wrote the configuration", {{"file", cfg->writeConfigTo}});
         return 0;
     }

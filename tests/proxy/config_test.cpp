@@ -531,6 +531,34 @@ TEST_CASE("/configz and --write-config-to describe the effective configuration",
     CHECK(back->configzJson() == j);
 }
 
+TEST_CASE("--write-config-to says what a file cannot keep: a disabled server", "[config]") {
+    // An empty --healthz-bind-address disables the health server, but "" in a file means the
+    // default address: the written file would start it again. The file says so beside the
+    // field, and notWritable() (logged by --write-config-to) names it.
+    auto r = parseCommandLine({"--proxy-mode=ipvs", "--healthz-bind-address="});
+    REQUIRE(r.has_value());
+    REQUIRE(r->healthzBindAddress.empty());
+    const auto notes = r->notWritable();
+    REQUIRE(notes.size() == 1);
+    CHECK(notes[0].rfind("healthzBindAddress: the server is disabled", 0) == 0);
+    const auto yaml = r->toYaml();
+    CHECK(yaml.find("healthzBindAddress: \"\"  # healthzBindAddress: the server is disabled") !=
+          std::string::npos);
+    CHECK(yaml.find("metricsBindAddress: 127.0.0.1:10249\n") != std::string::npos);
+
+    // It reads back, comment and all, and the file's "" is the default again.
+    TempFile f(yaml);
+    auto back = parseCommandLine({"--config=" + f.path});
+    REQUIRE(back.has_value());
+    CHECK(back->healthzBindAddress == "0.0.0.0:10256");
+    CHECK(back->notWritable().empty());
+
+    auto both = parseCommandLine(
+        {"--proxy-mode=ipvs", "--healthz-bind-address=", "--metrics-bind-address="});
+    REQUIRE(both.has_value());
+    CHECK(both->notWritable().size() == 2);
+}
+
 TEST_CASE("/configz is valid JSON whatever bytes the config holds", "[config]") {
     // Found by fuzz_proxy_config: a kubeconfig path with a stray 0xe0 byte went into /configz
     // as is, and the body was not JSON. Valid UTF-8 (é) stays; each invalid byte becomes
