@@ -25,6 +25,7 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "k8s-client/client.h"
@@ -151,11 +152,15 @@ struct It {
     void dumpServerView() {
         try {
             std::cerr << "server saw:\n";
-            for (const auto& r : server->control("GET", "requests").at("requests").as_array()) {
+            // Held in a local: a range over a part of the temporary reply (at() and
+            // as_array() return references into it) would read it after it is destroyed,
+            // which crashed this very dump once.
+            const json::value seen = server->control("GET", "requests");
+            for (const auto& r : seen.at("requests").as_array()) {
                 const auto& o = r.as_object();
-                std::cerr << "  #" << o.at("seq") << " t=" << o.at("time") << " "
-                          << o.at("method").as_string() << " " << o.at("path").as_string() << "?"
-                          << o.at("query").as_string() << "\n";
+                const auto text = [&](const char* k) { return std::string(o.at(k).as_string()); };
+                std::cerr << "  #" << o.at("seq") << " t=" << o.at("time") << " " << text("method")
+                          << " " << text("path") << "?" << text("query") << "\n";
             }
             std::cerr << "  watches: " << server->control("GET", "watches") << "\n";
             std::cerr << "  faults: " << server->control("GET", "faults") << "\n";
@@ -248,6 +253,27 @@ TEST_CASE("1 cold start: list RV 0 then watch; state equals the server's", "[it]
     CHECK(h.at("Accept").as_string() == "application/json");
     CHECK(h.at("Authorization").as_string() == "Bearer t1");
     CHECK(reqs[1].at("watch").as_bool());
+}
+
+TEST_CASE("a wait that times out prints the server's request log", "[it]") {
+    // What a rare CI failure leaves to explain it. The dump once ranged over a part of a
+    // temporary reply, read it after it was freed and crashed.
+    It t;
+    t.server->post("objects", svcObj("a", "10.96.0.1"));
+    t.connect();
+    t.startServices();
+    REQUIRE(t.runUntil([&] { return t.services->hasSynced(); }));
+    std::ostringstream err;
+    auto* const old = std::cerr.rdbuf(err.rdbuf());
+    const bool met = t.runUntil([] { return false; }, 0s);
+    std::cerr.rdbuf(old);
+    CHECK_FALSE(met);
+    const std::string out = err.str();
+    INFO(out);
+    CHECK(out.find("runUntil timed out") != std::string::npos);
+    CHECK(out.find("server saw:\n  #0 ") != std::string::npos);
+    CHECK(out.find(" GET /api/v1/services?") != std::string::npos);
+    CHECK(out.find("server not reachable") == std::string::npos);
 }
 
 TEST_CASE("a large response over TLS is read a TLS record at a time, not in small pieces",
